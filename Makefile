@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV   ?= .venv
+# The first Python >= 3.11 on PATH (macOS ships an older python3).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.canrun-installed
+
+.PHONY: run test bench install clean
+
+run: $(STAMP) config.toml
+	$(VENV)/bin/canrun bot
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/verdict.py
+
+install: $(STAMP)
+
+config.toml:
+	cp config.example.toml config.toml
+	@echo "created config.toml from config.example.toml: edit it to taste"
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "canrun needs Python 3.11 or newer (on macOS: brew install python@3.12)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependencies change.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,178 @@
+"""The `canrun` command: check | list architectures | migrate | bot.
+
+Exit codes (contract): 0 every repo got a verdict, 2 malformed input or configuration,
+1 a repo could not be checked (Hugging Face unreachable) or the store failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Sequence
+
+from bot.config import Config, ConfigError, load_config
+from bot.core.repo_id import RepoIdError, RepoRef, parse_repo
+
+EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
+
+NO_TOKEN_HELP = """\
+canrun: DISCORD_TOKEN is not set, so the bot cannot start.
+
+To get a token:
+  1. Open https://discord.com/developers/applications and create a New Application.
+  2. Under "Bot", press "Reset Token", copy it, and keep it secret.
+  3. Under "OAuth2 → URL Generator", tick the scopes `bot` and `applications.commands`,
+     open the generated URL and invite the bot to your server.
+  4. Start it with:  DISCORD_TOKEN=... make run
+
+Meanwhile the same verdicts work in the terminal:
+  .venv/bin/canrun check mlx-community/Qwen3-0.6B-4bit
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short and friendly
+        self.print_usage(sys.stderr)
+        print(f"canrun: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $CANRUN_CONFIG or ./config.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+
+    parser = _Parser(prog="canrun", description="Will this Hugging Face model load in mlx-lm?", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", parents=[common], help="verdict for one or more repos")
+    check.add_argument("repos", nargs="*", metavar="REPO", help="org/name or a huggingface.co model URL")
+    check.add_argument("--revision", help="branch, tag or commit (default: the repo's default branch)")
+    check.add_argument("--json", action="store_true", help="one JSON object per repo per line")
+    check.add_argument("--refresh", action="store_true", help="ignore cached metadata")
+    check.add_argument("--list-architectures", action="store_true",
+                       help="print every model_type the installed mlx-lm accepts")
+
+    sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    sub.add_parser("bot", parents=[common], help="run the Discord bot (token from DISCORD_TOKEN)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"canrun: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "check":
+            return asyncio.run(_check(args, config))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        if args.command == "bot":
+            return _bot(config)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+async def _open_store(config: Config):
+    from bot.services.store import Store
+
+    store = await Store.open(config.path(config.store.path))
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+async def _migrate(config: Config) -> int:
+    from bot.services.store import MigrationError, Store
+
+    store = await Store.open(config.path(config.store.path))
+    try:
+        applied = await store.migrate()
+    except MigrationError as e:
+        print(f"canrun: {e}", file=sys.stderr)
+        return EXIT_UNCHECKED
+    finally:
+        await store.close()
+    names = ", ".join(f"{m.version:03d}_{m.name}" for m in applied) or "none (up to date)"
+    print(f"migrations applied: {names}")
+    return EXIT_OK
+
+
+async def _check(args: argparse.Namespace, config: Config) -> int:
+    if not args.repos and not args.list_architectures:
+        print("canrun: give at least one repo, e.g. `canrun check mlx-community/Qwen3-0.6B-4bit`", file=sys.stderr)
+        return EXIT_USAGE
+    refs: list[RepoRef] = []
+    bad = False
+    for text in args.repos:
+        try:
+            refs.append(parse_repo(text, args.revision))
+        except RepoIdError as e:
+            print(f"canrun: {text!r}: {e}", file=sys.stderr)
+            bad = True
+    if bad:
+        return EXIT_USAGE
+
+    from bot.render.text import render_verdict
+    from bot.services.capabilities import load_capability_table
+    from bot.services.checker import make_checker
+    from bot.services.hub import HubUnavailable
+
+    store = await _open_store(config)
+    try:
+        table = await load_capability_table(store)
+        if args.list_architectures:
+            _print_architectures(table, args.json)
+        checker = make_checker(config, store, table)
+        code = EXIT_OK
+        for ref in refs:
+            try:
+                verdict = await checker.check(ref, refresh=args.refresh)
+            except HubUnavailable as e:
+                print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
+                code = EXIT_UNCHECKED
+                continue
+            await store.record_verdict(verdict.to_json(), source="cli")
+            if args.json:
+                print(json.dumps(verdict.to_json()), flush=True)
+            else:
+                print(render_verdict(verdict, checker.host) + "\n", flush=True)
+        return code
+    finally:
+        await store.close()
+
+
+def _print_architectures(table, as_json: bool) -> None:
+    rows = table.rows()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    print(f"model types accepted by mlx-lm {table.mlx_lm_version} ({sum(r['loads'] for r in rows)} of {len(rows)}):")
+    for row in rows:
+        target = row["module"] if row["module"] == row["model_type"] else f"{row['module']} ({row['remapped_by']})"
+        status = "" if row["loads"] else f"  NOT LOADABLE: {row['needs']}"
+        print(f"  {row['model_type']:<28} {target}{status}")
+
+
+def _bot(config: Config) -> int:
+    if not config.discord_token:
+        print(NO_TOKEN_HELP, file=sys.stderr)
+        return EXIT_USAGE
+    from bot.discord.app import run_bot
+
+    return run_bot(config)

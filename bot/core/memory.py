@@ -1,0 +1,100 @@
+"""Gate 7: does the model fit this host's memory, as it is and as 8-bit / 4-bit conversions?
+
+Sizes come from the weight files (what actually lands in memory), not the hub's parameter counts:
+MLX packs 4-bit weights into U32, so "parameters" of a quantized repo are not bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.core.metadata import Tensor
+from bot.core.verdicts import MemoryFit
+
+GIB = 1024**3
+# Beyond weights and KV cache: activations, the graph, the tokenizer, Python. Measured loads of small
+# models on Apple silicon sit a few hundred MB above the weights.
+WORKING_SPACE_BYTES = 512 * 1024**2
+WORKING_SPACE_FRACTION = 0.05
+# mlx_lm.convert's default group size 64 stores a bf16 scale and bias per group: 0.5 extra bits/weight.
+CONVERSION_BITS = {"8bit": 8.5, "4bit": 4.5}
+PACKED_DTYPES = {"U32", "I32"}
+
+
+def kv_cache_bytes(config: dict[str, Any], context_tokens: int) -> int:
+    """fp16 K and V for every layer at `context_tokens`. Unknown shapes count as zero."""
+    cfg = config.get("text_config") or config
+    layers = _first_int(cfg, "num_hidden_layers", "n_layers", "num_layers", "n_layer")
+    heads = _first_int(cfg, "num_attention_heads", "n_heads", "n_head")
+    kv_heads = _first_int(cfg, "num_key_value_heads", "n_kv_heads", "num_kv_heads") or heads
+    hidden = _first_int(cfg, "hidden_size", "d_model", "n_embd")
+    head_dim = _first_int(cfg, "head_dim") or (hidden // heads if hidden and heads else None)
+    if not (layers and kv_heads and head_dim):
+        return 0
+    return 2 * layers * kv_heads * head_dim * context_tokens * 2
+
+
+def _first_int(cfg: dict[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = cfg.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def need_bytes(weights: int, kv_cache: int) -> int:
+    return int(weights + kv_cache + WORKING_SPACE_BYTES + WORKING_SPACE_FRACTION * weights)
+
+
+def fit(need: int, budget: int, fit_fraction: float) -> MemoryFit:
+    """fits: within `fit_fraction` of the budget (room for the OS and other apps); tight: within it."""
+    if need <= budget * fit_fraction:
+        status = "fits"
+    elif need <= budget:
+        status = "tight"
+    else:
+        status = "too_large"
+    return MemoryFit(need, budget, status)
+
+
+def count_parameters(
+    tensors: dict[str, Tensor] | None, hub_parameters: dict[str, int] | None, bits: int | None
+) -> int | None:
+    """Parameter count, undoing MLX/AWQ packing when the tensors are known.
+
+    Packed integer weights hold 32/bits parameters per element; their scales, biases and zero points
+    are bookkeeping, not parameters.
+    """
+    if tensors:
+        total = 0
+        packed = {n.rsplit(".", 1)[0] for n, t in tensors.items() if t.dtype in PACKED_DTYPES and bits}
+        for name, t in tensors.items():
+            prefix, _, leaf = name.rpartition(".")
+            if prefix in packed and leaf in ("scales", "biases", "qzeros", "g_idx"):
+                continue
+            total += t.numel * (32 // bits if t.dtype in PACKED_DTYPES and bits else 1)
+        return total
+    if hub_parameters:
+        return sum(hub_parameters.values())
+    return None
+
+
+def memory_report(
+    *,
+    weights_bytes: int | None,
+    params: int | None,
+    memory_factor: float,
+    kv_cache: int,
+    budget: int,
+    fit_fraction: float,
+) -> dict[str, MemoryFit]:
+    """Fit at the repo's own precision and as 8-bit / 4-bit conversions (when smaller)."""
+    report: dict[str, MemoryFit] = {}
+    if weights_bytes is not None:
+        report["as_is"] = fit(need_bytes(int(weights_bytes * memory_factor), kv_cache), budget, fit_fraction)
+    if params:
+        for key, bits in CONVERSION_BITS.items():
+            converted = int(params * bits / 8)
+            if weights_bytes is None or converted < weights_bytes * 0.9:
+                report[key] = fit(need_bytes(converted, kv_cache), budget, fit_fraction)
+    return report

@@ -1,0 +1,1 @@
+"""Things that talk to the outside: the Hugging Face Hub, SQLite, the host, child processes."""

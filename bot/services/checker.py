@@ -1,0 +1,53 @@
+"""One entry point for "can this repo run?": fetch metadata, then decide. Shared by the CLI and the bot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.core.capabilities import CapabilityTable
+from bot.core.engine import EngineSettings, HostMemory, access_verdict, decide
+from bot.core.repo_id import RepoRef
+from bot.core.verdicts import Verdict
+from bot.services.host import host_memory
+from bot.services.hub import HubService, HubSettings, RepoInaccessible
+from bot.services.store import Store
+
+
+@dataclass
+class Checker:
+    hub: HubService
+    table: CapabilityTable
+    host: HostMemory
+    settings: EngineSettings
+
+    async def check(self, ref: RepoRef, *, refresh: bool = False) -> Verdict:
+        """The verdict for one repo. Raises HubUnavailable when Hugging Face cannot be reached."""
+        try:
+            meta = await self.hub.fetch(ref.repo_id, ref.revision, refresh=refresh)
+        except RepoInaccessible as e:
+            return access_verdict(ref.repo_id, ref.revision, e.verdict, e.detail, self.table.mlx_lm_version)
+        return decide(meta, self.table, self.host, self.settings)
+
+
+def hub_service(config: Config, store: Store | None) -> HubService:
+    return HubService(
+        HubSettings(
+            endpoint=config.hf_endpoint,
+            token=config.hf_token,
+            cache_ttl_seconds=config.hub.cache_ttl_seconds,
+            timeout_seconds=config.hub.request_timeout_seconds,
+            max_retries=config.hub.max_retries,
+            download_dir=config.path(config.hub.download_dir),
+        ),
+        store,
+    )
+
+
+def make_checker(config: Config, store: Store | None, table: CapabilityTable) -> Checker:
+    return Checker(
+        hub=hub_service(config, store),
+        table=table,
+        host=host_memory(config.memory.budget_gb),
+        settings=EngineSettings(context_tokens=config.memory.context_tokens, fit_fraction=config.memory.fit_fraction),
+    )

@@ -1,0 +1,237 @@
+"""Hugging Face Hub access: metadata only (model info, config files, safetensors headers), never weights.
+
+huggingface_hub's client is synchronous, so each fetch runs in a worker thread. In front of it:
+- a SQLite cache keyed by (repo, revision) with a TTL,
+- single flight: however many callers ask for one repo at once, one upstream fetch runs,
+- bounded retries with exponential backoff on 429, 5xx and network errors (Retry-After honoured),
+- the hub's typed errors mapped to outcomes: gated, not found, or HubUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    NotASafetensorsRepoError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    SafetensorsParsingError,
+)
+
+from bot.core import quantization
+from bot.core.metadata import RepoFile, RepoMetadata, Tensor
+from bot.core.verdicts import GATED, NOT_FOUND
+from bot.services.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_BACKOFF_SECONDS = 10.0
+SIDE_FILES = ("tokenizer_config.json", "hf_quant_config.json")
+
+
+class HubUnavailable(RuntimeError):
+    """Hugging Face could not be reached or kept failing: no verdict can be given right now."""
+
+
+class RepoInaccessible(Exception):
+    """The repo is gated or does not exist: a verdict in its own right."""
+
+    def __init__(self, verdict: str, detail: str = ""):
+        super().__init__(f"{verdict}: {detail}")
+        self.verdict = verdict
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    endpoint: str
+    token: str | None = None
+    cache_ttl_seconds: float = 3600
+    timeout_seconds: float = 15.0
+    max_retries: int = 3
+    download_dir: Path = Path(".canrun/hub")
+    backoff_base_seconds: float = 0.5
+
+
+class HubService:
+    def __init__(self, settings: HubSettings, store: Store | None = None, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.api = HfApi(endpoint=settings.endpoint, token=settings.token or False)
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self.upstream_fetches = 0  # full fetch sets started (for benchmarks and tests)
+
+    async def fetch(self, repo_id: str, revision: str | None = None, *, refresh: bool = False) -> RepoMetadata:
+        """Metadata for a repo. Raises RepoInaccessible (gated / not found) or HubUnavailable."""
+        payload = await self._payload(repo_id, revision, refresh)
+        if "access" in payload:
+            raise RepoInaccessible(payload["access"], payload.get("detail", ""))
+        return RepoMetadata.from_json(payload)
+
+    async def _payload(self, repo_id: str, revision: str | None, refresh: bool) -> dict[str, Any]:
+        key = (repo_id, revision or "")
+        if not refresh and self.store is not None:
+            cached = await self.store.cache_get(repo_id, revision)
+            if cached is not None and self.clock() - cached[1] < self.settings.cache_ttl_seconds:
+                return cached[0]
+        existing = self._inflight.get(key)
+        if existing is not None:
+            return await asyncio.shield(existing)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            payload = await self._fetch_upstream(repo_id, revision)
+            if self.store is not None:
+                await self.store.cache_put(repo_id, revision, payload, self.clock())
+            future.set_result(payload)
+            return payload
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _fetch_upstream(self, repo_id: str, revision: str | None) -> dict[str, Any]:
+        self.upstream_fetches += 1
+        try:
+            meta = await asyncio.to_thread(self._read_repo, repo_id, revision)
+        except GatedRepoError as e:
+            return {"access": GATED, "detail": _server_message(e)}
+        except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+            return {"access": NOT_FOUND, "detail": _server_message(e)}
+        return meta.to_json()
+
+    # ---- the blocking part, run in a thread ------------------------------------------------------
+
+    def _read_repo(self, repo_id: str, revision: str | None) -> RepoMetadata:
+        info = self._retrying(lambda: self.api.model_info(repo_id, revision=revision, files_metadata=True))
+        sha = info.sha or revision
+        files = [RepoFile(s.rfilename, s.size) for s in (info.siblings or [])]
+        card = info.card_data.to_dict() if info.card_data is not None else {}
+        meta = RepoMetadata(
+            repo_id=repo_id, revision=revision, sha=info.sha, files=files,
+            hub_parameters=dict(info.safetensors.parameters) if info.safetensors else None,
+            tags=list(info.tags or []), base_models=_base_models(card, info.tags or []),
+            downloads=info.downloads or 0, library_name=info.library_name, pipeline_tag=info.pipeline_tag,
+            gated=bool(info.gated),
+        )
+        names = {f.path for f in files}
+        if "config.json" in names:
+            try:
+                meta.config = json.loads(self._download(repo_id, "config.json", sha))
+                if not isinstance(meta.config, dict):
+                    meta.config, meta.config_error = None, "it is not a JSON object"
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                meta.config_error = str(e)[:200]
+        for name in SIDE_FILES:
+            if name in names:
+                try:
+                    data = json.loads(self._download(repo_id, name, sha))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # a broken side file shows up later as a failing gate, not as an outage
+                if isinstance(data, dict):
+                    setattr(meta, name.removesuffix(".json"), data)
+        if quantization.needs_tensor_names(meta.config, meta.hf_quant_config):
+            meta.tensors = self._tensor_headers(repo_id, sha)
+        return meta
+
+    def _download(self, repo_id: str, filename: str, revision: str | None) -> str:
+        path = self._retrying(
+            lambda: hf_hub_download(
+                repo_id, filename, revision=revision, endpoint=self.settings.endpoint,
+                token=self.settings.token or False, cache_dir=self.settings.download_dir,
+                etag_timeout=self.settings.timeout_seconds,
+            )
+        )
+        return Path(path).read_text(encoding="utf-8")
+
+    def _tensor_headers(self, repo_id: str, revision: str | None) -> dict[str, Tensor] | None:
+        """Tensor names, dtypes and shapes from the safetensors headers: ranged reads, not the weights."""
+        try:
+            st = self._retrying(lambda: self.api.get_safetensors_metadata(repo_id, revision=revision))
+        except (NotASafetensorsRepoError, SafetensorsParsingError, EntryNotFoundError) as e:
+            log.info("no readable safetensors headers for %s: %s", repo_id, e)
+            return None
+        tensors: dict[str, Tensor] = {}
+        for file_meta in st.files_metadata.values():
+            for name, t in file_meta.tensors.items():
+                tensors[name] = Tensor(t.dtype, tuple(t.shape))
+        return tensors
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+                raise
+            except Exception as e:  # noqa: BLE001 - sorted below into retryable or not
+                if not _retryable(e):
+                    if isinstance(e, HfHubHTTPError):
+                        raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
+                    raise
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e
+                delay = _retry_after(e) or self.settings.backoff_base_seconds * 2 ** (attempt - 1)
+                delay = min(MAX_BACKOFF_SECONDS, delay) * (1 + random.random() * 0.2)
+                log.warning("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
+                time.sleep(delay)
+
+
+def _retryable(e: Exception) -> bool:
+    if isinstance(e, HfHubHTTPError):
+        response = getattr(e, "response", None)
+        return response is not None and response.status_code in RETRY_STATUSES
+    # huggingface_hub's HTTP client raises its transport's own errors (connect, read timeout, ...):
+    # recognise them by class name rather than importing a transport the hub may swap out.
+    names = {cls.__name__ for cls in type(e).__mro__}
+    return bool(names & {"TransportError", "TimeoutException", "ConnectionError", "TimeoutError"}) or isinstance(e, OSError)
+
+
+def _retry_after(e: Exception) -> float | None:
+    response = getattr(e, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _server_message(e: HfHubHTTPError) -> str:
+    return (getattr(e, "server_message", None) or "")[:200]
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
+
+
+def _base_models(card: dict[str, Any], tags: list[str]) -> list[str]:
+    """The repo's declared base models: card data first, then `base_model:` tags."""
+    found: list[str] = []
+    declared = card.get("base_model")
+    for item in [declared] if isinstance(declared, str) else (declared or []):
+        if isinstance(item, str) and item not in found:
+            found.append(item)
+    for tag in tags:
+        if tag.startswith("base_model:"):
+            value = tag.split(":")[-1]
+            if "/" in value and value not in found:
+                found.append(value)
+    return found

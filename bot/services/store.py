@@ -1,0 +1,178 @@
+"""The SQLite store: one aiosqlite connection, WAL, foreign keys, ordered migrations.
+
+One connection owns the database (aiosqlite runs it on its own thread); transactions are short and
+serialised by a lock, so coroutines never interleave inside one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        m = _MIGRATION_NAME.match(path.name)
+        if not m:
+            raise MigrationError(f"migration file {path.name} is not named NNN_name.sql")
+        found.append(Migration(int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migration files share a number")
+    return found
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly what we write.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed transaction's integrity
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    # ---- migrations --------------------------------------------------------------------------
+
+    async def migrate(self, migrations: list[Migration] | None = None) -> list[Migration]:
+        """Apply pending migrations in order, each in its own transaction. Returns those applied."""
+        migrations = discover_migrations() if migrations is None else migrations
+        await self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        async with self.conn.execute("SELECT version FROM schema_migrations") as cur:
+            applied = {row[0] for row in await cur.fetchall()}
+        done = []
+        for m in sorted(migrations, key=lambda m: m.version):
+            if m.version in applied:
+                continue
+            async with self._write_lock:
+                # executescript commits any open transaction first, so the BEGIN/COMMIT live inside the script.
+                script = (
+                    f"BEGIN IMMEDIATE;\n{m.sql}\n;"
+                    f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({m.version}, '{m.name}', {time.time()});\n"
+                    "COMMIT;"
+                )
+                try:
+                    await self.conn.executescript(script)
+                except Exception as e:
+                    if self.conn.in_transaction:
+                        await self.conn.execute("ROLLBACK")
+                    raise MigrationError(f"migration {m.version:03d}_{m.name} failed: {e}") from e
+            log.info("applied migration %03d_%s", m.version, m.name)
+            done.append(m)
+        return done
+
+    async def applied_migrations(self) -> list[int]:
+        async with self.conn.execute("SELECT version FROM schema_migrations ORDER BY version") as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    # ---- hub cache ---------------------------------------------------------------------------
+
+    async def cache_get(self, repo_id: str, revision: str | None) -> tuple[dict[str, Any], float] | None:
+        async with self.conn.execute(
+            "SELECT payload, fetched_at FROM hub_cache WHERE repo_id = ? AND revision = ?",
+            (repo_id, revision or ""),
+        ) as cur:
+            row = await cur.fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
+
+    async def cache_put(self, repo_id: str, revision: str | None, payload: dict[str, Any], fetched_at: float) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO hub_cache (repo_id, revision, payload, fetched_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (repo_id, revision) DO UPDATE SET payload = excluded.payload, fetched_at = excluded.fetched_at",
+                (repo_id, revision or "", json.dumps(payload), fetched_at),
+            )
+
+    # ---- capability tables -------------------------------------------------------------------
+
+    async def capability_table_get(self, mlx_lm_version: str) -> dict[str, Any] | None:
+        async with self.conn.execute(
+            "SELECT payload FROM capability_tables WHERE mlx_lm_version = ?", (mlx_lm_version,)
+        ) as cur:
+            row = await cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def capability_table_put(self, mlx_lm_version: str, payload: dict[str, Any]) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO capability_tables (mlx_lm_version, payload, probed_at) VALUES (?, ?, ?)",
+                (mlx_lm_version, json.dumps(payload), time.time()),
+            )
+
+    # ---- verdict history ---------------------------------------------------------------------
+
+    async def record_verdict(
+        self, verdict: dict[str, Any], *, source: str, guild_id: int | None = None,
+        channel_id: int | None = None, user_id: int | None = None,
+    ) -> int:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO verdict_history (repo_id, revision, sha, verdict, model_type, mlx_lm_version, source,"
+                " guild_id, channel_id, user_id, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    verdict["repo"], verdict.get("revision"), verdict.get("sha"), verdict["verdict"],
+                    verdict.get("model_type"), verdict.get("mlx_lm_version") or "", source,
+                    guild_id, channel_id, user_id, json.dumps(verdict), time.time(),
+                ),
+            )
+            return cur.lastrowid
+
+    async def verdict_history(self, repo_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        async with self.conn.execute(
+            "SELECT payload, created_at, source FROM verdict_history WHERE repo_id = ? ORDER BY id DESC LIMIT ?",
+            (repo_id, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [{**json.loads(r[0]), "created_at": r[1], "source": r[2]} for r in rows]

@@ -1,0 +1,85 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.core.repo_id import RepoIdError, RepoRef, parse_repo
+
+part = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True).filter(
+    lambda s: ".." not in s and "--" not in s
+)
+revision = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True).filter(lambda s: ".." not in s)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("mlx-community/Qwen3-0.6B-4bit", RepoRef("mlx-community/Qwen3-0.6B-4bit")),
+        ("  mistralai/Mistral-7B-v0.1  ", RepoRef("mistralai/Mistral-7B-v0.1")),
+        ("https://huggingface.co/mistralai/Mistral-7B-v0.1", RepoRef("mistralai/Mistral-7B-v0.1")),
+        ("https://huggingface.co/mistralai/Mistral-7B-v0.1/tree/main", RepoRef("mistralai/Mistral-7B-v0.1", "main")),
+        ("https://huggingface.co/org/name/blob/dev/config.json", RepoRef("org/name", "dev")),
+        ("https://huggingface.co/org/name/resolve/abc123/model.safetensors", RepoRef("org/name", "abc123")),
+        ("huggingface.co/org/name", RepoRef("org/name")),
+        ("https://hf.co/org/name?library=mlx#top", RepoRef("org/name")),
+        ("https://huggingface.co/models/org/name", RepoRef("org/name")),
+        ("<https://huggingface.co/org/name>", RepoRef("org/name")),
+        ("org/name@v1.0", RepoRef("org/name", "v1.0")),
+    ],
+)
+def test_accepts_ids_and_urls(text, expected):
+    assert parse_repo(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "model id"),
+        ("gpt2", "organisation"),
+        ("../../etc/passwd", "org/name"),
+        ("/Users/me/models/llama", "org/name"),
+        ("org/na me", "org/name"),
+        ("org/name/extra", "org/name"),
+        ("a--b/c", "org/name"),
+        ("https://github.com/ml-explore/mlx-lm", "huggingface.co"),
+        ("https://huggingface.co/datasets/org/name", "dataset"),
+        ("https://huggingface.co/org", "does not point at a model"),
+        ("<@123456789> hi", "org/name"),
+        ("x" * 600, "too long"),
+    ],
+)
+def test_rejects_with_a_friendly_message(text, words):
+    with pytest.raises(RepoIdError) as e:
+        parse_repo(text)
+    assert words in str(e.value)
+
+
+def test_explicit_revision_wins_over_url():
+    assert parse_repo("https://huggingface.co/o/n/tree/dev", revision="main") == RepoRef("o/n", "main")
+
+
+def test_bad_revision_is_rejected():
+    with pytest.raises(RepoIdError, match="revision"):
+        parse_repo("o/n", revision="../../x")
+
+
+@given(org=part, name=part)
+def test_plain_ids_round_trip(org, name):
+    assert parse_repo(f"{org}/{name}") == RepoRef(f"{org}/{name}")
+
+
+@given(org=part, name=part, rev=revision, form=st.sampled_from(["tree", "blob", "resolve"]))
+def test_urls_round_trip(org, name, rev, form):
+    tail = "" if form == "tree" else "/config.json"
+    ref = parse_repo(f"https://huggingface.co/{org}/{name}/{form}/{rev}{tail}")
+    assert ref == RepoRef(f"{org}/{name}", rev)
+
+
+@given(st.text(max_size=200))
+def test_never_crashes_and_never_returns_a_path(text):
+    try:
+        ref = parse_repo(text)
+    except RepoIdError:
+        return
+    org, name = ref.repo_id.split("/")
+    assert org and name and not ref.repo_id.startswith((".", "/", "~"))
+    assert ".." not in ref.repo_id and "\\" not in ref.repo_id

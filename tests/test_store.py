@@ -1,0 +1,77 @@
+import sqlite3
+
+import pytest
+
+from bot.services.store import Migration, MigrationError, Store, discover_migrations
+
+
+async def test_migrations_apply_once_and_in_order(tmp_path):
+    db = tmp_path / "canrun.sqlite3"
+    store = await Store.open(db)
+    applied = await store.migrate()
+    assert [m.version for m in applied] == [m.version for m in discover_migrations()]
+    assert await store.migrate() == []  # idempotent
+    async with store.conn.execute("PRAGMA journal_mode") as cur:
+        assert (await cur.fetchone())[0] == "wal"
+    async with store.conn.execute("PRAGMA foreign_keys") as cur:
+        assert (await cur.fetchone())[0] == 1
+    await store.close()
+    # a restart sees the same schema version
+    store = await Store.open(db)
+    assert await store.migrate() == []
+    assert await store.applied_migrations() == [m.version for m in discover_migrations()]
+    await store.close()
+
+
+async def test_failing_migration_is_rolled_back_and_not_recorded(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    good = Migration(1, "good", "CREATE TABLE a (x INTEGER);")
+    bad = Migration(2, "bad", "CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);")
+    with pytest.raises(MigrationError, match="002_bad"):
+        await store.migrate([good, bad])
+    assert await store.applied_migrations() == [1]
+    async with store.conn.execute("SELECT name FROM sqlite_master WHERE name = 'b'") as cur:
+        assert await cur.fetchone() is None  # the half-applied table is gone
+    fixed = Migration(2, "bad", "CREATE TABLE b (x INTEGER);")
+    assert [m.version for m in await store.migrate([good, fixed])] == [2]
+    await store.close()
+
+
+def test_migration_files_are_well_named():
+    ms = discover_migrations()
+    assert ms and [m.version for m in ms] == sorted(m.version for m in ms)
+    assert ms[0].version == 1
+
+
+async def test_cache_and_history_survive_a_restart(tmp_path):
+    db = tmp_path / "db.sqlite3"
+    store = await Store.open(db)
+    await store.migrate()
+    await store.cache_put("o/n", None, {"repo_id": "o/n"}, 100.0)
+    await store.cache_put("o/n", None, {"repo_id": "o/n", "sha": "x"}, 200.0)  # upsert
+    await store.capability_table_put("0.1", {"modules": {}})
+    await store.record_verdict({"repo": "o/n", "verdict": "loads", "mlx_lm_version": "0.1"}, source="cli")
+    await store.close()
+
+    # Another process (plain sqlite3) sees committed data: nothing lives only in memory.
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM verdict_history").fetchone()[0] == 1
+
+    store = await Store.open(db)
+    assert await store.cache_get("o/n", None) == ({"repo_id": "o/n", "sha": "x"}, 200.0)
+    assert await store.cache_get("o/n", "dev") is None
+    assert await store.capability_table_get("0.1") == {"modules": {}}
+    history = await store.verdict_history("o/n")
+    assert history[0]["verdict"] == "loads" and history[0]["source"] == "cli"
+    await store.close()
+
+
+async def test_transaction_rolls_back_on_error(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    await store.migrate()
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO hub_cache VALUES ('a/b', '', '{}', 1)")
+            raise RuntimeError("boom")
+    assert await store.cache_get("a/b", None) is None
+    await store.close()

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already explained on stderr
+        return int(e.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -133,6 +136,7 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
     from bot.services.hub import HubUnavailable
 
     store = await _open_store(config)
+    checker = None
     try:
         table = await load_capability_table(store)
         if args.list_architectures:
@@ -146,6 +150,7 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
                 print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
                 code = EXIT_UNCHECKED
                 continue
+            await checker.add_suggestions(verdict)
             await store.record_verdict(verdict.to_json(), source="cli")
             if args.json:
                 print(json.dumps(verdict.to_json()), flush=True)
@@ -153,6 +158,8 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
                 print(render_verdict(verdict, checker.host) + "\n", flush=True)
         return code
     finally:
+        if checker is not None:
+            await checker.close()
         await store.close()
 
 

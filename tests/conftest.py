@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 
-import pytest
+# Before anything imports huggingface_hub (it reads its environment once, at import): no stored
+# token, no Xet transfers, and a throwaway cache instead of the developer's ~/.cache/huggingface.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-test-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from bot.core.capabilities import CapabilityTable
-from bot.core.engine import HostMemory
-from bot.services.capability_probe import probe_capabilities
+import pytest  # noqa: E402
+
+from bot.core.capabilities import CapabilityTable  # noqa: E402
+from bot.core.engine import HostMemory  # noqa: E402
+from bot.services.capability_probe import probe_capabilities  # noqa: E402
 
 # No test may reach the real services, whatever the developer's shell has set.
 for _var in ("HF_TOKEN", "GITHUB_TOKEN", "DISCORD_TOKEN", "HF_ENDPOINT", "CANRUN_GITHUB_API", "CANRUN_CONFIG"):
     os.environ.pop(_var, None)
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "0"
+os.environ.pop("HF_HUB_OFFLINE", None)
 
 GIB = 1024**3
 
@@ -29,3 +39,22 @@ def capability_table() -> CapabilityTable:
 @pytest.fixture
 def host_16gb() -> HostMemory:
     return HostMemory(16 * GIB, "test budget")
+
+
+@pytest.fixture(scope="session")
+def zoo_hub():
+    """The fake hub with every zoo repo (tests.fakes.hub_zoo), shared by the session: tests must not modify it."""
+    from tests.fakes.hub import FakeHub
+    from tests.fakes.hub_zoo import populate
+
+    with FakeHub() as hub:
+        populate(hub)
+        yield hub
+
+
+@pytest.fixture
+def github():
+    from tests.fakes.github import FakeGitHub
+
+    with FakeGitHub() as gh:
+        yield gh

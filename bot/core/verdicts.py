@@ -76,6 +76,7 @@ class Verdict:
     memory: dict[str, MemoryFit] = field(default_factory=dict)  # "as_is", "8bit", "4bit"
     mlx_lm_version: str | None = None
     suggestions: list[Suggestion] = field(default_factory=list)
+    suggestions_unavailable: list[str] = field(default_factory=list)  # sources that did not answer in time
 
     @property
     def headline(self) -> str:
@@ -98,6 +99,7 @@ class Verdict:
             "memory": {k: v.to_json() for k, v in self.memory.items()},
             "mlx_lm_version": self.mlx_lm_version,
             "suggestions": [s.to_json() for s in self.suggestions],
+            "suggestions_unavailable": list(self.suggestions_unavailable),
         }
 
     @classmethod
@@ -110,4 +112,5 @@ class Verdict:
             memory={k: MemoryFit(**v) for k, v in (data.get("memory") or {}).items()},
             mlx_lm_version=data.get("mlx_lm_version"),
             suggestions=[Suggestion(**s) for s in data.get("suggestions", [])],
+            suggestions_unavailable=list(data.get("suggestions_unavailable", [])),
         )

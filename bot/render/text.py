@@ -34,6 +34,8 @@ def render_verdict(v: Verdict, host: HostMemory) -> str:
     for reason in v.reasons:
         lines.append(f"  - {reason}")
     for s in v.suggestions:
-        lines.append(f"  → {s.title}: {s.url}")
+        lines.append(f"  → {s.title}: {s.url}" + (f" ({s.detail})" if s.detail else ""))
+    if v.suggestions_unavailable:
+        lines.append(f"  (suggestions from {' and '.join(v.suggestions_unavailable)} unavailable right now)")
     lines.append(f"  (mlx-lm {v.mlx_lm_version})")
     return "\n".join(lines)

@@ -74,6 +74,30 @@ class HubService:
         self.api = HfApi(endpoint=settings.endpoint, token=settings.token or False)
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self.upstream_fetches = 0  # full fetch sets started (for benchmarks and tests)
+        self._search_cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def list_models(
+        self, *, search: str | None = None, author: str | None = None, filter: str | None = None,
+        limit: int = 20, ttl: float = 600.0,
+    ) -> list[dict[str, Any]]:
+        """Model search, most downloaded first, as plain dicts {id, downloads, tags}. Cached in memory."""
+        key = (search, author, filter, limit)
+        hit = self._search_cache.get(key)
+        if hit is not None and self.clock() - hit[0] < ttl:
+            return hit[1]
+
+        def call() -> list[dict[str, Any]]:
+            models = self.api.list_models(search=search, author=author, filter=filter, sort="downloads", limit=limit)
+            return [{"id": m.id, "downloads": m.downloads or 0, "tags": list(m.tags or [])} for m in models]
+
+        try:
+            result = await asyncio.to_thread(self._retrying, call)
+        except HfHubHTTPError as e:
+            raise HubUnavailable(f"model search failed: {_short(e)}") from e
+        if len(self._search_cache) > 1000:  # bounded: searches are cheap to redo
+            self._search_cache.clear()
+        self._search_cache[key] = (self.clock(), result)
+        return result
 
     async def fetch(self, repo_id: str, revision: str | None = None, *, refresh: bool = False) -> RepoMetadata:
         """Metadata for a repo. Raises RepoInaccessible (gated / not found) or HubUnavailable."""

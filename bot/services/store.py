@@ -135,6 +135,20 @@ class Store:
                 (repo_id, revision or "", json.dumps(payload), fetched_at),
             )
 
+    # ---- http cache (GitHub and other rate-limited APIs) ---------------------------------------
+
+    async def http_cache_get(self, key: str) -> tuple[Any, float] | None:
+        async with self.conn.execute("SELECT payload, fetched_at FROM http_cache WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
+
+    async def http_cache_put(self, key: str, payload: Any, fetched_at: float) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO http_cache (key, payload, fetched_at) VALUES (?, ?, ?)",
+                (key, json.dumps(payload), fetched_at),
+            )
+
     # ---- capability tables -------------------------------------------------------------------
 
     async def capability_table_get(self, mlx_lm_version: str) -> dict[str, Any] | None:

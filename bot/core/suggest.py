@@ -1,0 +1,110 @@
+"""What to do next when a model will not load (or is too big): the pure half of suggestions.
+
+The service (bot.services.suggestions) fetches candidates; these functions decide which kinds of
+suggestion a verdict deserves and how to rank and label what came back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.core.verdicts import (
+    LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_QUANTIZATION, UNSUPPORTED_WEIGHTS, Suggestion, Verdict,
+)
+
+MLX_COMMUNITY = "mlx-community"
+HF = "https://huggingface.co"
+_QUANT_IN_NAME = [
+    (re.compile(r"(?i)(?:^|[-_])mxfp4(?:$|[-_])"), "MXFP4"),
+    (re.compile(r"(?i)(?:^|[-_])(\d)-?bits?(?:$|[-_])"), None),  # 4bit, 8-bit, 3bit, 6bit ...
+    (re.compile(r"(?i)(?:^|[-_])(bf16|fp16|f16)(?:$|[-_])"), None),
+    (re.compile(r"(?i)(?:^|[-_])dwq(?:$|[-_])"), "DWQ"),
+]
+LARGE_UNQUANTIZED_BYTES = 4 * 10**9
+
+
+def conversion_label(repo_id: str) -> str:
+    """"4-bit", "8-bit", "bf16", ... read from an mlx-community repo name; "" when the name does not say."""
+    name = repo_id.split("/")[-1]
+    for pattern, fixed in _QUANT_IN_NAME:
+        m = pattern.search(name)
+        if m:
+            if fixed:
+                return fixed
+            value = m.group(1).lower()
+            return f"{value}-bit" if value.isdigit() else value
+    return ""
+
+
+def wants_conversions(v: Verdict) -> bool:
+    """mlx-community conversions help when the model fails, or loads but is big and unquantized."""
+    if v.repo.startswith(MLX_COMMUNITY + "/"):
+        return False
+    if v.verdict != LOADS:
+        return True
+    as_is = v.memory.get("as_is")
+    unquantized = v.quantization in ("bf16", "fp16", "fp32", "unquantized")
+    return bool(as_is and as_is.status != "fits") or (unquantized and (v.weights_bytes or 0) > LARGE_UNQUANTIZED_BYTES)
+
+
+def wants_github(v: Verdict) -> bool:
+    return v.verdict == UNSUPPORTED_ARCHITECTURE and bool(v.model_type)
+
+
+def wants_base_model(v: Verdict) -> bool:
+    """GGUF-only, bin-only or un-loadable quantized repos: the original model is the way in."""
+    return v.verdict in (UNSUPPORTED_WEIGHTS, UNSUPPORTED_QUANTIZATION)
+
+
+def name_query(repo_id: str) -> str:
+    """The search words for conversions by name: the repo name without format suffixes."""
+    name = repo_id.split("/")[-1]
+    name = re.sub(r"(?i)[-_.](gguf|awq|gptq|bnb|4bit|8bit|int4|int8|fp8|hf|safetensors)$", "", name)
+    return name
+
+
+def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, limit: int = 3) -> list[Suggestion]:
+    """mlx-community conversions, most downloaded first; when size matters, a 4-bit one leads."""
+    seen, ordered = set(), []
+    for m in sorted(models, key=lambda m: -int(m.get("downloads") or 0)):
+        if m["id"] in seen or not m["id"].startswith(MLX_COMMUNITY + "/"):
+            continue
+        seen.add(m["id"])
+        ordered.append(m)
+    if prefer_small:
+        ordered.sort(key=lambda m: 0 if conversion_label(m["id"]) == "4-bit" else 1)  # stable: downloads order kept
+    out = []
+    for m in ordered[:limit]:
+        label = conversion_label(m["id"])
+        detail = f"{label} · {m.get('downloads') or 0:,} downloads" if label else f"{m.get('downloads') or 0:,} downloads"
+        out.append(Suggestion("conversion", f"mlx-community conversion: {m['id']}", f"{HF}/{m['id']}", detail))
+    return out
+
+
+def github_suggestions(items: list[dict[str, Any]], limit: int = 3) -> list[Suggestion]:
+    out = []
+    for item in items[:limit]:
+        kind = "pull_request" if "pull_request" in item else "issue"
+        what = "Open mlx-lm pull request" if kind == "pull_request" else "Open mlx-lm issue"
+        out.append(Suggestion(kind, f"{what} #{item.get('number')}: {item.get('title', '')}", item.get("html_url", "")))
+    return out
+
+
+def upgrade_suggestion(model_type: str, installed: str, release: str | None, repo: str) -> Suggestion:
+    if release:
+        return Suggestion(
+            "upgrade", f"`{model_type}` is supported in mlx-lm {release.lstrip('v')} (you have {installed})",
+            f"https://github.com/{repo}/releases/tag/{release}", "pip install -U mlx-lm",
+        )
+    return Suggestion(
+        "upgrade", f"`{model_type}` was added to mlx-lm's main branch, not yet released",
+        f"https://github.com/{repo}", f"pip install git+https://github.com/{repo}",
+    )
+
+
+def convert_suggestion(base_repo: str) -> Suggestion:
+    return Suggestion(
+        "convert_command", f"Convert the original yourself: mlx_lm.convert --hf-path {base_repo} -q",
+        f"{HF}/{base_repo}", "makes a 4-bit MLX copy in ./mlx_model",
+    )

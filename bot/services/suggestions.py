@@ -1,0 +1,99 @@
+"""Suggestions: fetch what a learner can do next, without ever holding up the verdict.
+
+Each source (Hugging Face search, GitHub) runs concurrently under its own timeout; a source that is
+slow, rate limited or down is named in `unavailable` and the rest is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from bot.core import suggest
+from bot.core.verdicts import Suggestion, Verdict
+from bot.services.github import GitHubClient, GitHubUnavailable
+from bot.services.hub import HubService, HubUnavailable, RepoInaccessible
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SuggestionResult:
+    suggestions: list[Suggestion] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)  # sources that did not answer: "Hugging Face", "GitHub"
+
+
+class SuggestionService:
+    def __init__(self, hub: HubService, github: GitHubClient | None, *, mlx_lm_repo: str = "ml-explore/mlx-lm",
+                 timeout: float = 5.0):
+        self.hub = hub
+        self.github = github
+        self.mlx_lm_repo = mlx_lm_repo
+        self.timeout = timeout
+
+    async def suggest(self, v: Verdict) -> SuggestionResult:
+        result = SuggestionResult()
+        jobs: list[tuple[str, asyncio.Future]] = []
+        if suggest.wants_github(v) and self.github is not None:
+            jobs.append(("GitHub", asyncio.ensure_future(self._upgrade(v))))
+            jobs.append(("GitHub", asyncio.ensure_future(self._pull_requests(v))))
+        if suggest.wants_conversions(v) or suggest.wants_base_model(v):
+            jobs.append(("Hugging Face", asyncio.ensure_future(self._from_hub(v))))
+        for source, job in jobs:
+            try:
+                result.suggestions.extend(await asyncio.wait_for(job, self.timeout))
+            except (asyncio.TimeoutError, GitHubUnavailable, HubUnavailable) as e:
+                log.info("suggestions from %s unavailable for %s: %s", source, v.repo, e)
+                if source not in result.unavailable:
+                    result.unavailable.append(source)
+        return result
+
+    async def _upgrade(self, v: Verdict) -> list[Suggestion]:
+        path = f"mlx_lm/models/{v.model_type}.py"
+        if not await self.github.file_exists(self.mlx_lm_repo, path):
+            return []
+        release = await self.github.latest_release(self.mlx_lm_repo)
+        in_release = release is not None and await self.github.file_exists(self.mlx_lm_repo, path, ref=release)
+        return [suggest.upgrade_suggestion(v.model_type, v.mlx_lm_version or "?", release if in_release else None,
+                                           self.mlx_lm_repo)]
+
+    async def _pull_requests(self, v: Verdict) -> list[Suggestion]:
+        items = await self.github.search_issues(self.mlx_lm_repo, v.model_type)
+        # Pull requests first: they are closer to landing than issues.
+        items.sort(key=lambda i: 0 if "pull_request" in i else 1)
+        return suggest.github_suggestions(items)
+
+    async def _from_hub(self, v: Verdict) -> list[Suggestion]:
+        base_models: list[str] = []
+        try:
+            meta = await self.hub.fetch(v.repo, v.revision)
+            base_models = meta.base_models
+        except RepoInaccessible:
+            pass
+        out: list[Suggestion] = []
+        if suggest.wants_conversions(v) or base_models:
+            out.extend(await self._conversions(v, base_models))
+        if suggest.wants_base_model(v) and base_models:
+            out.extend(await self._base_model(base_models[0]))
+        return out
+
+    async def _conversions(self, v: Verdict, base_models: list[str]) -> list[Suggestion]:
+        # The hub tags derived repos `base_model:<id>`: exact matches first, then a search by name.
+        candidates = []
+        for source in [v.repo, *base_models]:
+            candidates += await self.hub.list_models(author=suggest.MLX_COMMUNITY, filter=f"base_model:{source}")
+        if not candidates:
+            candidates = await self.hub.list_models(author=suggest.MLX_COMMUNITY, search=suggest.name_query(v.repo))
+        prefer_small = v.verdict == "loads"
+        return suggest.rank_conversions(candidates, prefer_small=prefer_small)
+
+    async def _base_model(self, base: str) -> list[Suggestion]:
+        out = [Suggestion("base_model", f"Original model: {base}", f"{suggest.HF}/{base}")]
+        try:
+            base_meta = await self.hub.fetch(base)
+        except RepoInaccessible:
+            return out
+        if base_meta.weight_files:
+            out.append(suggest.convert_suggestion(base))
+        return out

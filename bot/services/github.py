@@ -60,7 +60,7 @@ class GitHubClient:
         cached = await self.store.http_cache_get(key) if self.store else None
         if cached is not None and time.time() - cached[1] < self.cache_ttl:
             return cached[0]
-        if time.time() < self._blocked_until.get(resource, 0):
+        if time.time() < await self._blocked(resource):
             if cached is not None:
                 return cached[0]  # stale beats nothing while rate limited
             raise GitHubUnavailable("GitHub's rate limit is used up for now")
@@ -74,6 +74,15 @@ class GitHubClient:
             await self.store.http_cache_put(key, data, time.time())
         return data
 
+    async def _blocked(self, resource: str) -> float:
+        """When the rate limit of `resource` resets. Kept in the store so another process knows too."""
+        until = self._blocked_until.get(resource, 0.0)
+        if not until and self.store is not None:
+            saved = await self.store.http_cache_get(f"rate-limit:{resource}")
+            until = float(saved[0]) if saved else 0.0
+            self._blocked_until[resource] = until
+        return until
+
     async def _get(self, path: str, params: dict[str, str], resource: str) -> Any:
         if self._session is None:
             headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
@@ -82,7 +91,8 @@ class GitHubClient:
                 headers["Authorization"] = f"Bearer {self.token}"
             self._session = aiohttp.ClientSession(headers=headers)
         async with self._session.get(self.api_base + path, params=params) as resp:
-            self._note_rate_limit(resp, resource)
+            if self._note_rate_limit(resp, resource) and self.store is not None:
+                await self.store.http_cache_put(f"rate-limit:{resource}", self._blocked_until[resource], time.time())
             if resp.status == 404:
                 return None  # "no such file / no release" is an answer, and worth caching
             if resp.status in (403, 429) and (resp.headers.get("X-RateLimit-Remaining") == "0" or resp.status == 429):
@@ -91,12 +101,17 @@ class GitHubClient:
                 raise GitHubUnavailable(f"GitHub answered {resp.status}")
             return await resp.json(content_type=None)
 
-    def _note_rate_limit(self, resp: aiohttp.ClientResponse, resource: str) -> None:
+    def _note_rate_limit(self, resp: aiohttp.ClientResponse, resource: str) -> bool:
+        """Remember when the allowance resets, if it is used up. True when it is."""
+        blocked = False
         if resp.headers.get("X-RateLimit-Remaining") == "0":
+            blocked = True
             try:
                 self._blocked_until[resource] = float(resp.headers.get("X-RateLimit-Reset", "0"))
             except ValueError:
                 self._blocked_until[resource] = time.time() + 60
         retry_after = resp.headers.get("Retry-After")
         if retry_after and retry_after.isdigit():
+            blocked = True
             self._blocked_until[resource] = time.time() + int(retry_after)
+        return blocked

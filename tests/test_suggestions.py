@@ -1,0 +1,122 @@
+"""Suggestions through the CLI: fake hub for conversions, fake GitHub for pull requests and releases."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bot.core.suggest import conversion_label, name_query, rank_conversions
+from tests.test_check_cli import cli  # noqa: F401 - the fixture
+
+
+def check_json(cli, repo):  # noqa: F811
+    code, out, err = cli("check", repo, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def kinds(v):
+    return [s["kind"] for s in v["suggestions"]]
+
+
+def test_unsupported_architecture_points_at_release_and_pull_request(cli, github):  # noqa: F811
+    github.add_issue(812, "Add qwen9_next architecture", pull_request=True)
+    github.add_issue(790, "Support for qwen9_next?", "Would love qwen9_next")
+    github.add_issue(700, "Something else entirely")
+    github.add_file("mlx_lm/models/qwen9_next.py", ref="main")
+    github.add_file("mlx_lm/models/qwen9_next.py", ref="v0.99.0")
+    github.latest_release = "v0.99.0"
+    v = check_json(cli, "future-lab/Qwen9-Next")
+    assert v["verdict"] == "unsupported_architecture"
+    assert kinds(v)[:3] == ["upgrade", "pull_request", "issue"]
+    assert "0.99.0" in v["suggestions"][0]["title"] and v["suggestions"][0]["detail"] == "pip install -U mlx-lm"
+    assert v["suggestions"][1]["url"].endswith("/pull/812")
+    assert not any("Something else" in s["title"] for s in v["suggestions"])
+    assert v["suggestions_unavailable"] == []
+
+
+def test_architecture_only_on_main_says_not_released(cli, github):  # noqa: F811
+    github.add_file("mlx_lm/models/nova2.py", ref="main")
+    github.latest_release = "v0.99.0"
+    v = check_json(cli, "future-lab/Nova-2")
+    up = next(s for s in v["suggestions"] if s["kind"] == "upgrade")
+    assert "not yet released" in up["title"] and "git+https://github.com/ml-explore/mlx-lm" in up["detail"]
+
+
+def test_big_unquantized_model_gets_the_4bit_conversion_first(cli):  # noqa: F811
+    v = check_json(cli, "mistralai/Mistral-7B-v0.1")
+    assert v["verdict"] == "loads"
+    conversions = [s for s in v["suggestions"] if s["kind"] == "conversion"]
+    # the 8-bit one has more downloads, but the point here is a smaller download
+    assert [c["url"].rsplit("/", 1)[-1] for c in conversions] == ["Mistral-7B-v0.1-4bit", "Mistral-7B-v0.1-8bit"]
+    assert conversions[0]["detail"].startswith("4-bit")
+
+
+def test_gguf_repo_points_at_base_and_its_conversions(cli):  # noqa: F811
+    v = check_json(cli, "TheBloke/Llama-2-7B-GGUF")
+    titles = " | ".join(s["title"] for s in v["suggestions"])
+    assert "mlx-community/Llama-2-7b-hf-4bit" in titles
+    assert "Original model: NousResearch/Llama-2-7b-hf" in titles
+    assert "mlx_lm.convert --hf-path NousResearch/Llama-2-7b-hf -q" in titles
+
+
+def test_mlx_community_repo_that_loads_needs_nothing(cli, github):  # noqa: F811
+    v = check_json(cli, "mlx-community/Qwen3-0.6B-4bit")
+    assert v["suggestions"] == [] and github.count() == 0
+
+
+def test_broken_github_never_blocks_the_verdict(cli, github):  # noqa: F811
+    github.fail_status = 500
+    v = check_json(cli, "future-lab/Qwen9-Next")
+    assert v["verdict"] == "unsupported_architecture"
+    assert v["suggestions_unavailable"] == ["GitHub"]
+
+
+def test_slow_github_times_out(cli, github, tmp_path):  # noqa: F811
+    cfg = (tmp_path / "config.toml").read_text().replace("timeout_seconds = 3.0", "timeout_seconds = 0.3")
+    (tmp_path / "config.toml").write_text(cfg)
+    github.latency = 2.0
+    started = time.monotonic()
+    v = check_json(cli, "future-lab/Nova-2")
+    assert time.monotonic() - started < 1.9
+    assert v["verdict"] == "unsupported_architecture" and "GitHub" in v["suggestions_unavailable"]
+
+
+def test_search_rate_limit_is_respected_and_cached(cli, github):  # noqa: F811
+    github.search_limit = 1
+    github.add_issue(812, "Add qwen9_next", pull_request=True)
+    first = check_json(cli, "future-lab/Qwen9-Next")
+    assert "pull_request" in kinds(first)
+    searches = github.count("/search/issues")
+    # cached in SQLite: asking again does not search again
+    again = check_json(cli, "future-lab/Qwen9-Next")
+    assert "pull_request" in kinds(again) and github.count("/search/issues") == searches
+    # a different term with the allowance used up: GitHub says 403, the verdict still comes
+    other = check_json(cli, "future-lab/Nova-2")
+    assert other["verdict"] == "unsupported_architecture" and other["suggestions_unavailable"] == ["GitHub"]
+    before = github.count("/search/issues")
+    check_json(cli, "odd-lab/helper-named")  # blocked until the reset: not even asked
+    assert github.count("/search/issues") == before
+
+
+@pytest.mark.parametrize("name, label", [
+    ("mlx-community/Qwen3-0.6B-4bit", "4-bit"), ("mlx-community/Llama-3-8B-Instruct-8bit", "8-bit"),
+    ("mlx-community/gpt-oss-20b-MXFP4-Q8", "MXFP4"), ("mlx-community/Mistral-7B-bf16", "bf16"),
+    ("mlx-community/Whatever", ""),
+])
+def test_conversion_labels(name, label):
+    assert conversion_label(name) == label
+
+
+def test_name_query_strips_format_suffixes():
+    assert name_query("TheBloke/Llama-2-7B-GGUF") == "Llama-2-7B"
+    assert name_query("org/Model-AWQ") == "Model"
+
+
+def test_ranking_dedupes_and_keeps_only_mlx_community():
+    models = [{"id": "mlx-community/A-8bit", "downloads": 9}, {"id": "mlx-community/A-4bit", "downloads": 5},
+              {"id": "someone/A-4bit", "downloads": 100}, {"id": "mlx-community/A-8bit", "downloads": 9}]
+    assert [s.url.rsplit("/", 1)[-1] for s in rank_conversions(models, prefer_small=False)] == ["A-8bit", "A-4bit"]
+    assert [s.url.rsplit("/", 1)[-1] for s in rank_conversions(models, prefer_small=True)] == ["A-4bit", "A-8bit"]

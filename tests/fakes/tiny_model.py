@@ -1,0 +1,312 @@
+"""Tiny but real model folders that the installed mlx-lm loads and runs on CPU.
+
+Each builder returns `{relative path: file bytes}` (what `FakeRepo` serves); `write_model` puts one on disk:
+
+    path = write_model(tmp_path / "model", tiny_llama_files(quantize_bits=4))
+    model, tokenizer = mlx_lm.load(str(path))
+
+The weights are random: the folders prove that a layout loads and runs, not that it says anything sensible.
+Builders with the same sizes and seed start from the same float weights, so a packed checkpoint can be
+checked against its float twin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import string
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+from mlx_lm.models import llama
+from mlx_lm.utils import quantize_model
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+Files = dict[str, bytes]
+
+# About 100M parameters (tied embeddings), for benchmarks: `tiny_llama_files(**LLAMA_100M)`.
+LLAMA_100M: dict[str, int] = dict(hidden_size=768, layers=12, heads=12, kv_heads=4, intermediate=2048, vocab_size=32000)
+
+# Llama 2's ids for the special tokens; config.json repeats them.
+UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+SPECIAL_TOKENS = [UNK, BOS, EOS]
+
+# Enough distinct words for a 256-token BPE vocabulary; larger vocabularies stop when the merges run out.
+_CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "pack my box with five dozen liquor jugs",
+    "how vexingly quick daft zebras jump",
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen",
+    "twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million billion",
+    "can this model load in mlx? it loads, it runs, it generates tokens on the cpu.",
+    "quantized weights: scales, biases, zeros and groups of 32 or 64 values packed into int32 words",
+    "Hello, World! Attention, rotary embeddings, normalization and feed-forward layers.",
+]
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def build_tokenizer_files(dest: Path, vocab_size: int = 256) -> None:
+    """Write a real BPE tokenizer (tokenizer.json and its configs) of at most `vocab_size` ids into `dest`.
+
+    Characters outside printable ASCII become <unk>. A model vocabulary larger than the tokenizer's is fine,
+    as in many real checkpoints.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in _tokenizer_files(vocab_size).items():
+        (dest / name).write_bytes(data)
+
+
+def tiny_llama_files(
+    *,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 128,
+    vocab_size: int = 256,
+    seed: int = 0,
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16",
+    quantize_bits: int | None = None,
+) -> Files:
+    """A random Llama; with `quantize_bits`, MLX-quantized (group size 64) as `mlx_lm.convert -q` writes it."""
+    config = _llama_config(hidden_size, layers, heads, kv_heads, intermediate, vocab_size, dtype)
+    model = _random_llama(config, seed)
+    if quantize_bits is not None:
+        # mlx_lm.convert's own quantizer, so the config keys and tensor names are the ones it writes.
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the bits per weight
+            model, config = quantize_model(model, config, group_size=None, bits=quantize_bits)
+    weights = dict(tree_flatten(model.parameters()))
+    return _model_files(config, weights, {"format": "mlx"})
+
+
+def tiny_awq_files(
+    layout: Literal["awq", "gptq"] = "awq",
+    *,
+    with_g_idx: bool = False,
+    group_size: int = 32,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 128,
+    vocab_size: int = 256,
+    seed: int = 0,
+) -> Files:
+    """A random Llama whose decoder linears are 4-bit packed as AutoAWQ ("awq") or AutoGPTQ ("gptq") saves them.
+
+    The float weights are those of `tiny_llama_files(dtype="float16")` with the same sizes and seed.
+    """
+    config = _llama_config(hidden_size, layers, heads, kv_heads, intermediate, vocab_size, "float16")
+    if layout == "awq":
+        config["quantization_config"] = {
+            "quant_method": "awq", "bits": 4, "group_size": group_size, "zero_point": True, "version": "gemm",
+        }
+    else:
+        config["quantization_config"] = {
+            "quant_method": "gptq", "bits": 4, "group_size": group_size, "desc_act": False, "sym": False,
+            "checkpoint_format": "gptq",
+        }
+
+    def pack(prefix: str, w: np.ndarray) -> dict[str, np.ndarray]:
+        q, zeros, scales = _quantize_4bit(w, group_size)  # [in, out], [groups, out], [groups, out]
+        if layout == "awq":
+            tensors = {"qweight": _pack_rows(q, _AWQ_ORDER), "qzeros": _pack_rows(zeros, _AWQ_ORDER)}
+        else:
+            tensors = {
+                "qweight": _pack_rows(q.T, _GPTQ_ORDER).T,  # packed along the input dimension
+                "qzeros": _pack_rows((zeros - 1) & 0xF, _GPTQ_ORDER),  # GPTQ's v1 format stores zero - 1
+            }
+        tensors["scales"] = scales
+        if with_g_idx:
+            tensors["g_idx"] = (np.arange(w.shape[1]) // group_size).astype(np.int32)
+        return {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+    return _packed_llama_files(config, seed, pack, {"format": "pt"})
+
+
+def tiny_bnb_files(*, seed: int = 0, **sizes: int) -> Files:
+    """A random Llama in the bitsandbytes 4-bit (nf4) layout: uint8 `weight` plus `.absmax`, `.quant_map`
+    and `.quant_state` tensors. Only the names, shapes and dtypes are bitsandbytes'; the codes are random."""
+    config = _llama_config(**{**_TINY_SIZES, **sizes}, dtype="float16")
+    config["quantization_config"] = {
+        "quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_compute_dtype": "float16", "bnb_4bit_use_double_quant": False,
+    }
+    rng = np.random.default_rng(seed)
+    state = np.frombuffer(json.dumps({"quant_type": "nf4", "blocksize": 64}).encode(), dtype=np.uint8)
+
+    def pack(prefix: str, w: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}.weight": rng.integers(0, 256, (w.size // 2, 1), dtype=np.uint8),  # two codes a byte
+            f"{prefix}.weight.absmax": np.abs(w).reshape(-1, 64).max(-1),
+            f"{prefix}.weight.quant_map": np.linspace(-1, 1, 16, dtype=np.float32),
+            f"{prefix}.weight.quant_state.bitsandbytes__nf4": state.copy(),
+        }
+
+    return _packed_llama_files(config, seed, pack, {"format": "pt"})
+
+
+def write_model(dest: Path, files: Files) -> Path:
+    """Write `files` under `dest` (created if needed) and return `dest`."""
+    for name, data in files.items():
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dest
+
+
+def params_of(files: Files) -> int:
+    """The model's true parameter count: packed weights count their unpacked elements, quantization
+    metadata (scales, biases, zeros, g_idx) counts nothing. Covers plain, MLX, AWQ and GPTQ checkpoints."""
+    config = json.loads(files["config.json"])
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    per_word = 32 // quant.get("bits", 32)  # values packed in one 32-bit word
+    total = 0
+    for name, data in files.items():
+        if not name.endswith(".safetensors"):
+            continue
+        for tensor, info in _safetensors_header(data).items():
+            if tensor == "__metadata__" or tensor.endswith((".scales", ".biases", ".qzeros", ".g_idx")):
+                continue
+            packed = tensor.endswith(".qweight") or info["dtype"] in ("U32", "I32")
+            total += math.prod(info["shape"]) * (per_word if packed else 1)
+    return total
+
+
+# --- internals ---------------------------------------------------------------------------------------------
+
+_TINY_SIZES = dict(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab_size=256)
+
+# Nibble j of a packed word holds column ORDER[j]. AutoAWQ interleaves; mlx-lm unpacks with the inverse,
+# [0, 4, 1, 5, 2, 6, 3, 7].
+_AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+_GPTQ_ORDER = list(range(8))
+
+
+def _tokenizer_files(vocab_size: int) -> Files:
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    alphabet = list(string.ascii_letters + string.digits + string.punctuation)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet, show_progress=False
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer)
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is below the {tokenizer.get_vocab_size()} base tokens")
+    # Prepend <s> to every encoding, as Llama does.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, SPECIAL_TOKENS.index(BOS))]
+    )
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK}
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 2048,
+        "chat_template": _CHAT_TEMPLATE,
+        **special,
+    }
+    return {
+        "tokenizer.json": tokenizer.to_str().encode(),
+        "tokenizer_config.json": _json(tokenizer_config),
+        "special_tokens_map.json": _json(special),
+    }
+
+
+def _llama_config(
+    hidden_size: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab_size: int, dtype: str
+) -> dict[str, Any]:
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_size": intermediate,
+        "vocab_size": vocab_size,
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+        "bos_token_id": SPECIAL_TOKENS.index(BOS),
+        "eos_token_id": SPECIAL_TOKENS.index(EOS),
+        "torch_dtype": dtype,
+    }
+
+
+def _random_llama(config: dict[str, Any], seed: int) -> llama.Model:
+    mx.random.seed(seed)  # mlx initialises layers from its global generator
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    model.set_dtype(getattr(mx, config["torch_dtype"]))
+    return model
+
+
+def _packed_llama_files(
+    config: dict[str, Any], seed: int, pack: Callable[[str, np.ndarray], dict[str, np.ndarray]], metadata: dict
+) -> Files:
+    """A random Llama with each decoder linear replaced by the tensors of `pack(prefix, weight[out, in])`;
+    the embeddings and norms stay float, as quantizers leave them."""
+    model = _random_llama(config, seed)
+    weights: dict[str, Any] = {}
+    for name, w in tree_flatten(model.parameters()):
+        if ".layers." in name and name.endswith("_proj.weight"):
+            weights.update(pack(name.removesuffix(".weight"), np.array(w, dtype=np.float32)))
+        else:
+            weights[name] = w
+    return _model_files(config, {k: mx.array(v) for k, v in weights.items()}, metadata)
+
+
+def _quantize_4bit(w: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric 4-bit quantization of `w` [out, in] in groups along the input, so that
+    w ~ (q - zero) * scale. Returns q [in, out], zeros and float16 scales [in / group_size, out]."""
+    out_features, in_features = w.shape
+    groups = w.reshape(out_features, in_features // group_size, group_size)
+    low, high = groups.min(-1), groups.max(-1)
+    scales = (np.maximum(high - low, 1e-4) / 15).astype(np.float16)
+    s = scales.astype(np.float32)[..., None]
+    zeros = np.clip(np.round(-low / scales), 0, 15).astype(np.uint32)
+    q = np.clip(np.round(groups / s) + zeros[..., None], 0, 15).astype(np.uint32)
+    return q.reshape(out_features, in_features).T, zeros.T, scales.T
+
+
+def _pack_rows(values: np.ndarray, order: list[int]) -> np.ndarray:
+    """Pack 4-bit `values` [rows, cols] into int32 [rows, cols / 8], eight consecutive columns a word."""
+    rows, cols = values.shape
+    nibbles = values.astype(np.uint32).reshape(rows, cols // 8, 8)[..., order]
+    words = (nibbles << (4 * np.arange(8, dtype=np.uint32))).sum(-1, dtype=np.uint32)
+    return words.view(np.int32)
+
+
+def _model_files(config: dict[str, Any], weights: dict[str, mx.array], metadata: dict[str, str]) -> Files:
+    files = _tokenizer_files(config["vocab_size"])
+    files["config.json"] = _json(config)
+    files["model.safetensors"] = _safetensors(weights, metadata)
+    return files
+
+
+def _safetensors(weights: dict[str, mx.array], metadata: dict[str, str]) -> bytes:
+    # mlx's own writer (the one mlx_lm.convert uses), through a file since it only writes paths.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        mx.save_safetensors(str(path), weights, metadata=metadata)
+        return path.read_bytes()
+
+
+def _safetensors_header(data: bytes) -> dict[str, Any]:
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + length])
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2).encode()

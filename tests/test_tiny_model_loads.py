@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-mlx_lm = pytest.importorskip("mlx_lm")
-
 import huggingface_hub.constants  # noqa: E402
+import mlx_lm  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx_lm.utils import get_total_parameters  # noqa: E402

@@ -53,6 +53,7 @@ class SuggestionsConfig:
 class DiscordConfig:
     guild_ids: list[int] = field(default_factory=list)
     canrun_cooldown_seconds: float = 10.0
+    autocomplete_timeout_seconds: float = 2.0  # Discord drops autocomplete answers after 3 s
     moderator_roles: list[str] = field(default_factory=list)
 
 

@@ -40,6 +40,7 @@ class Checker:
         return verdict
 
     async def close(self) -> None:
+        self.hub.close()
         if self.suggestions is not None and self.suggestions.github is not None:
             await self.suggestions.github.close()
 

@@ -10,10 +10,13 @@ huggingface_hub's client is synchronous, so each fetch runs in a worker thread. 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -40,6 +43,7 @@ T = TypeVar("T")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_BACKOFF_SECONDS = 10.0
 SIDE_FILES = ("tokenizer_config.json", "hf_quant_config.json")
+MEMORY_CACHE_ENTRIES = 512  # hot repos answer from memory; SQLite keeps the rest across restarts
 
 
 class HubUnavailable(RuntimeError):
@@ -64,6 +68,7 @@ class HubSettings:
     max_retries: int = 3
     download_dir: Path = Path(".canrun/hub")
     backoff_base_seconds: float = 0.5
+    max_concurrent_fetches: int = 16  # threads for the blocking client: hub calls wait on the network, not the CPU
 
 
 class HubService:
@@ -73,8 +78,16 @@ class HubService:
         self.clock = clock
         self.api = HfApi(endpoint=settings.endpoint, token=settings.token or False)
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._memory: OrderedDict[tuple[str, str], tuple[dict[str, Any], float]] = OrderedDict()
         self.upstream_fetches = 0  # full fetch sets started (for benchmarks and tests)
         self._search_cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
+        self._executor = ThreadPoolExecutor(settings.max_concurrent_fetches, thread_name_prefix="hub")
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def list_models(
         self, *, search: str | None = None, author: str | None = None, filter: str | None = None,
@@ -91,7 +104,7 @@ class HubService:
             return [{"id": m.id, "downloads": m.downloads or 0, "tags": list(m.tags or [])} for m in models]
 
         try:
-            result = await asyncio.to_thread(self._retrying, call)
+            result = await self._in_thread(self._retrying, call)
         except HfHubHTTPError as e:
             raise HubUnavailable(f"model search failed: {_short(e)}") from e
         if len(self._search_cache) > 1000:  # bounded: searches are cheap to redo
@@ -108,9 +121,12 @@ class HubService:
 
     async def _payload(self, repo_id: str, revision: str | None, refresh: bool) -> dict[str, Any]:
         key = (repo_id, revision or "")
-        if not refresh and self.store is not None:
-            cached = await self.store.cache_get(repo_id, revision)
+        if not refresh:
+            cached = self._memory.get(key)
+            if cached is None and self.store is not None:
+                cached = await self.store.cache_get(repo_id, revision)
             if cached is not None and self.clock() - cached[1] < self.settings.cache_ttl_seconds:
+                self._remember(key, *cached)
                 return cached[0]
         existing = self._inflight.get(key)
         if existing is not None:
@@ -119,8 +135,10 @@ class HubService:
         self._inflight[key] = future
         try:
             payload = await self._fetch_upstream(repo_id, revision)
+            fetched_at = self.clock()
             if self.store is not None:
-                await self.store.cache_put(repo_id, revision, payload, self.clock())
+                await self.store.cache_put(repo_id, revision, payload, fetched_at)
+            self._remember(key, payload, fetched_at)
             future.set_result(payload)
             return payload
         except BaseException as e:
@@ -130,10 +148,16 @@ class HubService:
         finally:
             del self._inflight[key]
 
+    def _remember(self, key: tuple[str, str], payload: dict[str, Any], fetched_at: float) -> None:
+        self._memory[key] = (payload, fetched_at)
+        self._memory.move_to_end(key)
+        while len(self._memory) > MEMORY_CACHE_ENTRIES:
+            self._memory.popitem(last=False)
+
     async def _fetch_upstream(self, repo_id: str, revision: str | None) -> dict[str, Any]:
         self.upstream_fetches += 1
         try:
-            meta = await asyncio.to_thread(self._read_repo, repo_id, revision)
+            meta = await self._in_thread(self._read_repo, repo_id, revision)
         except GatedRepoError as e:
             return {"access": GATED, "detail": _server_message(e)}
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:

@@ -149,6 +149,19 @@ class Store:
                 (key, json.dumps(payload), fetched_at),
             )
 
+    # ---- bot state ----------------------------------------------------------------------------
+
+    async def state_get(self, key: str) -> str | None:
+        async with self.conn.execute("SELECT value FROM bot_state WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def state_put(self, key: str, value: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)", (key, value, time.time())
+            )
+
     # ---- capability tables -------------------------------------------------------------------
 
     async def capability_table_get(self, mlx_lm_version: str) -> dict[str, Any] | None:
@@ -182,6 +195,17 @@ class Store:
                 ),
             )
             return cur.lastrowid
+
+    async def recent_verdict(self, repo_id: str, revision: str | None, mlx_lm_version: str,
+                             since: float) -> tuple[dict[str, Any], float] | None:
+        """The newest verdict for this repo and revision under this mlx-lm, if given after `since`."""
+        async with self.conn.execute(
+            "SELECT payload, created_at FROM verdict_history WHERE repo_id = ? AND revision IS ? AND mlx_lm_version = ?"
+            " AND created_at >= ? ORDER BY id DESC LIMIT 1",
+            (repo_id, revision, mlx_lm_version, since),
+        ) as cur:
+            row = await cur.fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
 
     async def verdict_history(self, repo_id: str, limit: int = 20) -> list[dict[str, Any]]:
         async with self.conn.execute(

@@ -1,0 +1,1 @@
+"""The Discord interface: a thin layer over bot.services and bot.core."""

@@ -1,0 +1,131 @@
+"""The Discord bot: one commands.Bot subclass that owns the store and services, and `run_bot`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import sys
+from logging.handlers import RotatingFileHandler
+
+import discord
+from discord.ext import commands
+
+from bot.config import Config
+from bot.discord.cogs.admin import AdminCog
+from bot.discord.cogs.canrun import CanrunCog
+from bot.discord.reply import NO_MENTIONS
+from bot.discord.tree import CanrunTree
+from bot.services.capabilities import load_capability_table
+from bot.services.checker import Checker, make_checker
+from bot.services.model_search import ModelSearch
+from bot.services.store import Store
+
+log = logging.getLogger("bot.discord")
+SYNC_HASH_KEY = "command_sync_hash"
+
+
+class CanrunBot(commands.Bot):
+    store: Store
+    checker: Checker
+    model_search: ModelSearch
+
+    def __init__(self, config: Config, **options):
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and roles of the servers it is in; nothing privileged
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # no prefix commands: slash commands only
+            intents=intents,
+            tree_cls=CanrunTree,
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+            **options,
+        )
+        self.config = config
+
+    async def setup_hook(self) -> None:
+        self.store = await Store.open(self.config.path(self.config.store.path))
+        await self.store.migrate()
+        table = await load_capability_table(self.store)
+        self.checker = make_checker(self.config, self.store, table)
+        self.model_search = ModelSearch(self.checker.hub, timeout=self.config.discord.autocomplete_timeout_seconds)
+        await self.add_cog(CanrunCog(self))
+        await self.add_cog(AdminCog(self))
+        await self.sync_commands()
+        log.info("ready to answer with mlx-lm %s", table.mlx_lm_version)
+
+    def _command_hash(self) -> str:
+        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])
+        blob = json.dumps({"commands": payload, "guilds": sorted(self.config.discord.guild_ids)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def sync_commands(self, *, force: bool = False) -> int:
+        """Register the commands with Discord, only when they changed (Discord caps daily command creates)."""
+        digest = self._command_hash()
+        if not force and await self.store.state_get(SYNC_HASH_KEY) == digest:
+            log.info("slash commands unchanged since the last sync")
+            return 0
+        guild_ids = self.config.discord.guild_ids
+        if guild_ids:
+            for guild_id in guild_ids:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        await self.store.state_put(SYNC_HASH_KEY, digest)
+        log.info("synced %d slash commands to %s", len(synced), guild_ids or "all servers")
+        return len(synced)
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d servers", self.user, self.user.id if self.user else "?", len(self.guilds))
+
+    async def close(self) -> None:
+        await super().close()
+        if hasattr(self, "checker"):
+            await self.checker.close()
+        if hasattr(self, "store"):
+            await self.store.close()
+
+
+def setup_logging(config: Config) -> None:
+    level = getattr(logging, config.logging.level.upper())
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    handlers: list[logging.Handler] = [stderr]
+    if config.logging.file:
+        path = config.path(config.logging.file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rotating = RotatingFileHandler(path, maxBytes=5 * 1024**2, backupCount=3, encoding="utf-8")
+        rotating.setFormatter(fmt)
+        handlers.append(rotating)
+    root.handlers = handlers
+
+
+async def serve(config: Config, token: str) -> None:
+    """Run until closed or signalled; SIGINT/SIGTERM close the bot cleanly (store closed, sessions ended)."""
+    bot = CanrunBot(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        await bot.start(token)
+
+
+def run_bot(config: Config) -> int:
+    setup_logging(config)
+    try:
+        asyncio.run(serve(config, config.discord_token or ""))
+    except discord.LoginFailure:
+        print("canrun: Discord rejected DISCORD_TOKEN. Copy the token again from the developer portal "
+              "(Bot → Reset Token).", file=sys.stderr)
+        return 2
+    except discord.PrivilegedIntentsRequired:  # pragma: no cover - canrun asks for none
+        print("canrun: Discord refused the intents.", file=sys.stderr)
+        return 2
+    return 0

@@ -15,7 +15,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) bench/verdict.py
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; echo; done
 
 install: $(STAMP)
 

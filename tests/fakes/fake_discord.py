@@ -86,6 +86,7 @@ class RecordedRequest:
     files: list[RecordedFile]
     status: int = 0
     unknown_route: bool = False
+    at: float = field(default_factory=time.monotonic)  # when it arrived (for benchmarks)
 
 
 _RECORD = web.RequestKey("record", RecordedRequest)

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from bot.services.store import Store  # noqa: E402
 from tests.fakes.fake_discord import FakeDiscord, patch_discord  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
+from tests.fakes.threaded import LoopThread  # noqa: E402
 from tests.fakes.hub_zoo import LLAMA, TOKENIZER_JSON, populate, verdict_cases, weights  # noqa: E402
 
 INTERACTIONS, REPOS, LATENCY = 200, 30, 0.05
@@ -89,16 +89,10 @@ def config(tmp: Path, hub: FakeHub, github: FakeGitHub, guild_id: int, db: str):
     }, base_dir=tmp)
 
 
-def on_own_loop():
-    """Run coroutines of the fake Discord on a loop in another thread, as the real Discord is elsewhere:
-    the bot's event loop then carries only the bot's work."""
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    return lambda coro: asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
 async def run_discord(tmp: Path, hub: FakeHub, github: FakeGitHub, ids: list[str], table) -> dict:
-    on_fake = on_own_loop()
+    # The fake Discord runs on its own loop, as the real one is elsewhere: the bot's loop carries only the bot.
+    fake_loop = LoopThread()
+    on_fake = fake_loop.run
     fake = await on_fake(FakeDiscord().start())
     await seeded_store(tmp / "bot.sqlite3", table)
     bot = CanrunBot(config(tmp, hub, github, fake.guild_ids[0], "bot.sqlite3"), guild_ready_timeout=0.05)
@@ -134,6 +128,7 @@ async def run_discord(tmp: Path, hub: FakeHub, github: FakeGitHub, ids: list[str
         await bot.close()
         await task
     await on_fake(fake.stop())
+    fake_loop.close()
     return result
 
 

@@ -55,6 +55,8 @@ class DiscordConfig:
     canrun_cooldown_seconds: float = 10.0
     autocomplete_timeout_seconds: float = 2.0  # Discord drops autocomplete answers after 3 s
     moderator_roles: list[str] = field(default_factory=list)
+    api_base: str = ""  # empty: Discord's own (https://discord.com/api/v10); another base is for test doubles
+    gateway_url: str = ""  # empty: Discord's own gateway
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,11 @@ def _check_ranges(section: str, instance: Any) -> None:
         raise ConfigError(f"[memory] fit_fraction: expected a number in (0, 1], got {instance.fit_fraction}")
     if section == "memory" and instance.context_tokens < 1:
         raise ConfigError("[memory] context_tokens: expected a positive integer")
+    if section == "discord" and instance.gateway_url and not instance.gateway_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"[discord] gateway_url: expected a ws(s) URL, got {instance.gateway_url!r}")
     if section == "logging" and instance.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"[logging] level: expected DEBUG, INFO, WARNING or ERROR, got {instance.level!r}")
     for f in fields(instance):
         value = getattr(instance, f.name)
-        if f.name in ("endpoint", "github_api") and value and not value.startswith(("http://", "https://")):
+        if f.name in ("endpoint", "github_api", "api_base") and value and not value.startswith(("http://", "https://")):
             raise ConfigError(f"[{section}] {f.name}: expected an http(s) URL, got {value!r}")

@@ -11,6 +11,9 @@ import sys
 from logging.handlers import RotatingFileHandler
 
 import discord
+import discord.gateway
+import discord.http
+import yarl
 from discord.ext import commands
 
 from bot.config import Config
@@ -24,6 +27,7 @@ from bot.services.model_search import ModelSearch
 from bot.services.store import Store
 
 log = logging.getLogger("bot.discord")
+discord.VoiceClient.warn_nacl = False  # canrun never joins voice: no warning about PyNaCl in the owner's log
 SYNC_HASH_KEY = "command_sync_hash"
 
 
@@ -44,6 +48,7 @@ class CanrunBot(commands.Bot):
             **options,
         )
         self.config = config
+        self._released: asyncio.Future | None = None
 
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.config.path(self.config.store.path))
@@ -83,11 +88,18 @@ class CanrunBot(commands.Bot):
         log.info("logged in as %s (%s) in %d servers", self.user, self.user.id if self.user else "?", len(self.guilds))
 
     async def close(self) -> None:
+        """Idempotent: a signal and the end of start() may both close; the second waits for the first."""
         await super().close()
+        if self._released is None:
+            self._released = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._released)
+
+    async def _release(self) -> None:
         if hasattr(self, "checker"):
             await self.checker.close()
         if hasattr(self, "store"):
             await self.store.close()
+        log.info("closed cleanly")
 
 
 def setup_logging(config: Config) -> None:
@@ -107,14 +119,30 @@ def setup_logging(config: Config) -> None:
     root.handlers = handlers
 
 
+def point_at_discord(config: Config) -> None:
+    """Use another Discord API base / gateway when configured (discord.py reads both on every use)."""
+    if config.discord.api_base:
+        discord.http.Route.BASE = config.discord.api_base.rstrip("/")
+    if config.discord.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.discord.gateway_url)
+
+
 async def serve(config: Config, token: str) -> None:
     """Run until closed or signalled; SIGINT/SIGTERM close the bot cleanly (store closed, sessions ended)."""
+    point_at_discord(config)
     bot = CanrunBot(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-    async with bot:
+        loop.add_signal_handler(sig, lambda s=sig: _shutdown(bot, s))
+    try:
         await bot.start(token)
+    finally:
+        await bot.close()
+
+
+def _shutdown(bot: CanrunBot, sig: signal.Signals) -> None:
+    log.info("%s received: closing", sig.name)
+    asyncio.ensure_future(bot.close())
 
 
 def run_bot(config: Config) -> int:

@@ -48,3 +48,21 @@ class ThreadedServer:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         return runner
+
+
+class LoopThread:
+    """An event loop in its own thread, for async fakes that must not share the code under test's loop
+    (as the real service would be on another machine). `await lt.run(coro)` runs coro there."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro):
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()

@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose:
+        logging.getLogger("canrun").setLevel(logging.DEBUG)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bot(config)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a user sees a sentence, the details go to the log (-v)
+        logging.getLogger("canrun").debug("unexpected error", exc_info=True)
+        print(f"canrun: {type(e).__name__}: {e} (run with -v for details)", file=sys.stderr)
+        return EXIT_UNCHECKED
     raise AssertionError(args.command)
 
 

@@ -150,3 +150,13 @@ def test_bot_without_token_explains_setup(cli):
     code, _, err = cli("bot")
     assert code == 2
     assert "DISCORD_TOKEN" in err and "applications.commands" in err and "canrun check" in err
+
+
+def test_unwritable_database_is_a_sentence_not_a_traceback(cli, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a folder should be")
+    cfg = (tmp_path / "config.toml").read_text().replace(str(cli.db), str(blocker / "db.sqlite3"))
+    (tmp_path / "config.toml").write_text(cfg)
+    code, out, err = cli("check", "mistralai/Mistral-7B-v0.1")
+    assert code == 1 and out == ""
+    assert err.startswith("canrun: ") and "Traceback" not in err

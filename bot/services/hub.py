@@ -162,6 +162,11 @@ class HubService:
             return {"access": GATED, "detail": _server_message(e)}
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
             return {"access": NOT_FOUND, "detail": _server_message(e)}
+        except HubUnavailable:
+            raise
+        except Exception as e:  # an answer we did not expect: no verdict, but no crash either
+            log.exception("unexpected failure reading %s from the hub", repo_id)
+            raise HubUnavailable(f"unexpected answer from Hugging Face ({type(e).__name__})") from e
         return meta.to_json()
 
     # ---- the blocking part, run in a thread ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The `canrun` command: check | list architectures | migrate | bot.
+"""The `canrun` command: check | list architectures | migrate | bot (and the internal trial-worker).
 
 Exit codes (contract): 0 every repo got a verdict, 2 malformed input or configuration,
 1 a repo could not be checked (Hugging Face unreachable) or the store failed.
@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sub.add_parser("bot", parents=[common], help="run the Discord bot (token from DISCORD_TOKEN)")
+
+    sub.metavar = "{" + ",".join(sub.choices) + "}"  # the internal commands below stay out of the help
+    worker = sub.add_parser("trial-worker")  # started by the bot for a trial load: bot/services/trial_runner.py
+    worker.add_argument("--repo", required=True)
+    worker.add_argument("--revision")
+    worker.add_argument("--prompt", required=True)
+    worker.add_argument("--max-tokens", type=int, required=True)
+    worker.add_argument("--cache-dir", required=True)
+    worker.add_argument("--endpoint", required=True)
     return parser
 
 
@@ -72,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.verbose:
         logging.getLogger("canrun").setLevel(logging.DEBUG)
+    if args.command == "trial-worker":  # needs no configuration: the bot passes everything it needs
+        from bot.services import trial_worker
+
+        return trial_worker.main(args)
     try:
         config = load_config(args.config)
     except ConfigError as e:

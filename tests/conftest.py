@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 from bot.core.capabilities import CapabilityTable  # noqa: E402
 from bot.core.engine import HostMemory  # noqa: E402
 from bot.services.capability_probe import probe_capabilities  # noqa: E402
+from bot.services.store import Store  # noqa: E402
 
 # No test may reach the real services, whatever the developer's shell has set.
 for _var in ("HF_TOKEN", "GITHUB_TOKEN", "DISCORD_TOKEN", "HF_ENDPOINT", "CANRUN_GITHUB_API", "CANRUN_CONFIG"):
@@ -58,3 +59,12 @@ def github():
 
     with FakeGitHub() as gh:
         yield gh
+
+
+@pytest.fixture
+async def store(tmp_path):
+    """A migrated store on a real file (WAL needs one), closed after the test."""
+    s = await Store.open(tmp_path / "db.sqlite3")
+    await s.migrate()
+    yield s
+    await s.close()

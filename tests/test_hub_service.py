@@ -8,7 +8,6 @@ import pytest
 
 from bot.core.verdicts import GATED, NOT_FOUND
 from bot.services.hub import HubService, HubSettings, HubUnavailable, RepoInaccessible
-from bot.services.store import Store
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.hub_zoo import LLAMA, TOKENIZER_JSON, weights
 
@@ -20,14 +19,6 @@ def hub():
                                           "tokenizer.json": TOKENIZER_JSON}))
         h.add_repo(FakeRepo("org/gated", {"config.json": LLAMA, "model.safetensors": weights(10)}, gated="auto"))
         yield h
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "db.sqlite3")
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 def service(hub, store=None, tmp_path=None, **kw) -> HubService:

@@ -1,0 +1,135 @@
+"""The models that trials downloaded, on disk under a size budget: least recently used ones go first.
+
+`cache_dir` has huggingface_hub's cache layout, one `models--org--name` folder per repo. The trial worker runs
+with the hub's cross-repo shared blob store off (trial_runner.py), so each folder holds all of its model's bytes
+and deleting it frees them. huggingface_hub's own `scan_cache_dir` does not fit: its repo sizes leave out unfinished
+downloads (the `.incomplete` files that a cancelled or killed trial leaves behind), and it dates repos by their
+blobs' access time, which many filesystems do not keep up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator, Set
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub.file_download import repo_folder_name
+
+from bot.render.units import human_bytes
+
+REPO_PREFIX = "models--"
+
+
+class ModelCacheFull(Exception):
+    """The model cannot fit in the cache's budget; the message is for people."""
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    repo_id: str
+    path: Path
+    size: int  # bytes on disk, unfinished downloads included
+    last_used: float  # the newest modification in its folder, or its last touch()
+
+
+class ModelCache:
+    def __init__(self, cache_dir: Path, budget_bytes: int):
+        self.cache_dir = Path(cache_dir)
+        self.budget_bytes = budget_bytes
+
+    def usage(self) -> int:
+        """Bytes on disk under the cache directory."""
+        return _disk_bytes(self.cache_dir)
+
+    def models(self) -> list[CachedModel]:
+        """Every cached repo, least recently used first."""
+        if not self.cache_dir.is_dir():
+            return []
+        found = [
+            CachedModel(_repo_id(path), path, _disk_bytes(path), _last_modified(path))
+            for path in self.cache_dir.iterdir()
+            if path.name.startswith(REPO_PREFIX) and path.is_dir()
+        ]
+        return sorted(found, key=lambda model: model.last_used)
+
+    def make_room(self, needed_bytes: int, *, keep: Set[str] = frozenset()) -> list[str]:
+        """Delete least recently used models (never those in `keep`) until `needed_bytes` more fit in the budget.
+        Returns the deleted repo ids. Raises ModelCacheFull, deleting nothing, when they cannot fit."""
+        if needed_bytes > self.budget_bytes:
+            raise ModelCacheFull(
+                f"the model needs {human_bytes(needed_bytes)}, more than the whole model cache "
+                f"({human_bytes(self.budget_bytes)})"
+            )
+        usage = self.usage()
+        evict: list[CachedModel] = []
+        for model in self.models():
+            if usage + needed_bytes <= self.budget_bytes:
+                break
+            if model.repo_id not in keep:
+                evict.append(model)
+                usage -= model.size
+        if usage + needed_bytes > self.budget_bytes:
+            raise ModelCacheFull(
+                f"the model needs {human_bytes(needed_bytes)}, but only {human_bytes(max(0, self.budget_bytes - usage))} "
+                f"of the model cache ({human_bytes(self.budget_bytes)}) can be made free: the rest is kept"
+            )
+        for model in evict:
+            self._delete(model.repo_id)
+        return [model.repo_id for model in evict]
+
+    def remove(self, repo_id: str) -> bool:
+        """Delete a repo's files. False when it was not cached."""
+        if not self._path(repo_id).is_dir():
+            return False
+        self._delete(repo_id)
+        return True
+
+    def touch(self, repo_id: str) -> None:
+        """Mark a repo as just used."""
+        path = self._path(repo_id)
+        if path.is_dir():
+            os.utime(path)
+
+    def _path(self, repo_id: str) -> Path:
+        return self.cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+    def _delete(self, repo_id: str) -> None:
+        folder = repo_folder_name(repo_id=repo_id, repo_type="model")
+        shutil.rmtree(self.cache_dir / folder)
+        shutil.rmtree(self.cache_dir / ".locks" / folder, ignore_errors=True)  # the hub's lock files for it
+
+
+def free_disk_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds `path`, which need not exist yet."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _repo_id(path: Path) -> str:
+    return path.name.removeprefix(REPO_PREFIX).replace("--", "/")  # the hub forbids "--" in repo names
+
+
+def _walk(root: Path) -> Iterator[os.stat_result]:
+    """lstat of `root` and of everything under it; symlinks are not followed."""
+    yield root.lstat()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            try:
+                yield os.lstat(os.path.join(folder, name))
+            except FileNotFoundError:  # a download finished (renamed) while we looked
+                continue
+
+
+def _disk_bytes(root: Path) -> int:
+    if not root.exists():
+        return 0
+    return sum(st.st_size for st in _walk(root) if stat.S_ISREG(st.st_mode))
+
+
+def _last_modified(root: Path) -> float:
+    return max(st.st_mtime for st in _walk(root))

@@ -1,0 +1,303 @@
+"""Runs one trial load in a child process (`canrun trial-worker`) and follows it: progress, time limits, cancel.
+
+The worker really downloads, loads and runs a model, so it may take all the memory, crash or hang. It runs in
+its own process group, which is killed as a whole on cancel or timeout; whatever happens to it, `run()` returns a
+TrialOutcome and the bot keeps going. The worker's JSON-lines protocol is described in trial_worker.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import bot
+
+log = logging.getLogger(__name__)
+
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "timed_out"
+HUNG = "hung"  # not a status: the worker closed its output but did not exit, so it was killed
+STDERR_TAIL_CHARS = 800
+EXIT_GRACE_SECONDS = 10.0  # a worker that closed its stdout gets this long to exit by itself before it is killed
+LINE_LIMIT_BYTES = 16 << 20  # the result line carries the generated text
+WORKER_SECRETS = ("HF_TOKEN", "DISCORD_TOKEN", "GITHUB_TOKEN")  # the worker gets HF_TOKEN only from the spec
+PROJECT_ROOT = Path(bot.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    repo_id: str
+    revision: str | None
+    prompt: str
+    max_tokens: int
+    endpoint: str
+    cache_dir: Path
+    hf_token: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialLimits:
+    download_seconds: float = 1800
+    load_seconds: float = 600
+    generate_seconds: float = 300
+
+    def seconds_for(self, phase: str | None) -> float:
+        """The limit of a phase; the worker's start, before it names a phase, counts as the download."""
+        return {"load": self.load_seconds, "generate": self.generate_seconds}.get(phase or "", self.download_seconds)
+
+
+@dataclass
+class TrialProgress:
+    phase: str
+    bytes_done: int = 0
+    bytes_total: int = 0
+    tokens: int = 0
+    load_seconds: float | None = None
+
+
+@dataclass
+class TrialOutcome:
+    status: str  # SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
+    phase: str | None  # the phase the trial ended in (None: the worker died before naming one)
+    error: str | None
+    duration_seconds: float
+    result: dict[str, Any]  # the worker's result fields; after a failure only what is known, e.g. load_seconds
+
+
+ProgressCallback = Callable[[TrialProgress], Awaitable[None] | None]
+
+
+@dataclass
+class _Reports:
+    """What the worker said so far."""
+
+    phase: str | None = None
+    progress: TrialProgress | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def apply(self, event: dict[str, Any]) -> TrialProgress | None:
+        """Take one event in; returns the new progress when it changed."""
+        kind = event.get("event")
+        if kind == "result":
+            self.result = {k: v for k, v in event.items() if k != "event"}
+            return None
+        if kind == "error":
+            self.error = event
+            return None
+        if kind == "phase":
+            self.phase = str(event["phase"])
+            self.progress = replace(self.progress, phase=self.phase) if self.progress else TrialProgress(self.phase)
+        elif self.progress is None:
+            return None  # the worker always names its phase first
+        elif kind == "download":
+            self.progress = replace(self.progress, bytes_done=int(event["bytes"]), bytes_total=int(event["total"]))
+        elif kind == "loaded":
+            self.progress = replace(self.progress, load_seconds=float(event["seconds"]))
+        elif kind == "generate":
+            self.progress = replace(self.progress, tokens=int(event["tokens"]))
+        else:
+            return None
+        return self.progress
+
+    def partial_result(self) -> dict[str, Any]:
+        loaded = self.progress is not None and self.progress.load_seconds is not None
+        return {"load_seconds": self.progress.load_seconds} if loaded else {}
+
+
+class TrialProcess:
+    """One trial's worker process. `run()` starts it and returns when it is over; `cancel()` stops it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], limits: TrialLimits):
+        self._argv = argv
+        self._env = env
+        self._limits = limits
+        self._cancelled = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def cancel(self) -> None:
+        """Stop the trial: before it starts, while it runs, or (a no-op) after it ended."""
+        self._cancelled.set()
+
+    async def run(self, on_progress: ProgressCallback) -> TrialOutcome:
+        started = time.monotonic()
+        if self._cancelled.is_set():
+            return TrialOutcome(CANCELLED, None, None, 0.0, {})
+        try:
+            self._process = process = await asyncio.create_subprocess_exec(
+                *self._argv, env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=LINE_LIMIT_BYTES,
+            )
+        except OSError as e:
+            return TrialOutcome(FAILED, None, f"could not start the trial worker: {e}", time.monotonic() - started, {})
+        stderr_reader = asyncio.create_task(_tail(process.stderr))
+        reports = _Reports()
+        try:
+            stopped = await self._follow(process, reports, on_progress)
+            if stopped is None and not await _exits_within(process, EXIT_GRACE_SECONDS):
+                stopped = HUNG
+        finally:  # also when run() itself is cancelled: no stray process, no zombie
+            if process.returncode is None:
+                _kill_group(process.pid)
+            await process.wait()
+            stderr_tail = await stderr_reader
+        return self._outcome(stopped, reports, process.returncode, stderr_tail, time.monotonic() - started)
+
+    def _outcome(self, stopped: str | None, reports: _Reports, returncode: int, stderr_tail: str,
+                 duration: float) -> TrialOutcome:
+        phase = reports.phase
+        if stopped == CANCELLED:
+            return TrialOutcome(CANCELLED, phase, None, duration, reports.partial_result())
+        if stopped == TIMED_OUT:
+            limit = self._limits.seconds_for(phase)
+            error = f"the {phase or 'download'} phase took longer than its limit of {limit:g} s"
+            return TrialOutcome(TIMED_OUT, phase, error, duration, reports.partial_result())
+        if reports.result is not None:
+            return TrialOutcome(SUCCEEDED, phase, None, duration, reports.result)
+        if reports.error is not None:
+            error = str(reports.error.get("message") or reports.error.get("type") or "unknown error")
+            return TrialOutcome(FAILED, reports.error.get("phase", phase), error, duration, reports.partial_result())
+        if stopped == HUNG:
+            error = "the trial worker stopped reporting without a result and did not exit"
+        else:
+            error = _death_notice(returncode, stderr_tail)
+        return TrialOutcome(FAILED, phase, error, duration, reports.partial_result())
+
+    async def _follow(self, process: asyncio.subprocess.Process, reports: _Reports,
+                      on_progress: ProgressCallback) -> str | None:
+        """Read events until the worker closes its stdout (None), or until it must be stopped: CANCELLED or
+        TIMED_OUT. Each phase gets its own time limit, counted from the event that starts it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.seconds_for(None)
+        cancelled = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            while True:
+                line = asyncio.ensure_future(process.stdout.readline())
+                done, _ = await asyncio.wait(
+                    {line, cancelled}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+                )
+                if line not in done:
+                    line.cancel()
+                    return CANCELLED if cancelled in done else TIMED_OUT
+                try:
+                    raw = line.result()
+                except ValueError:  # a line over LINE_LIMIT_BYTES: not one the worker writes
+                    log.warning("trial worker wrote an over-long line")
+                    continue
+                if not raw:
+                    return None
+                event = _parse(raw)
+                try:
+                    progress = reports.apply(event)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("trial worker sent a malformed event: %r", event)
+                    continue
+                if event.get("event") == "phase":
+                    deadline = loop.time() + self._limits.seconds_for(reports.phase)
+                if progress is not None:
+                    await _notify(on_progress, progress)
+        finally:
+            cancelled.cancel()
+
+
+def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.executable) -> TrialProcess:
+    """A trial ready to run; the worker process starts with `run()`."""
+    return TrialProcess(_worker_argv(spec, python), _worker_env(spec), limits)
+
+
+def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
+    # `--option=value`: a prompt that starts with "-" stays a value.
+    argv = [
+        python, "-m", "bot", "trial-worker", f"--repo={spec.repo_id}", f"--prompt={spec.prompt}",
+        f"--max-tokens={spec.max_tokens}", f"--cache-dir={spec.cache_dir.resolve()}", f"--endpoint={spec.endpoint}",
+    ]
+    if spec.revision:
+        argv.append(f"--revision={spec.revision}")
+    return argv
+
+
+def _worker_env(spec: TrialSpec) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in WORKER_SECRETS}
+    if spec.hf_token:
+        env["HF_TOKEN"] = spec.hf_token
+    env.update(
+        HF_ENDPOINT=spec.endpoint,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        # Each model then lives in its own folder of the cache, which ModelCache can measure and delete.
+        HF_HUB_DISABLE_SHARED_BLOBS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p),
+    )
+    return env
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        log.warning("trial worker wrote a line outside the protocol: %r", raw[:200])
+        return {}
+    return event
+
+
+async def _notify(on_progress: ProgressCallback, progress: TrialProgress) -> None:
+    try:
+        outcome = on_progress(progress)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:  # noqa: BLE001 - a broken listener (e.g. Discord down) must not stop the trial
+        log.exception("trial progress callback failed")
+
+
+async def _exits_within(process: asyncio.subprocess.Process, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(process.wait(), seconds)
+    except asyncio.TimeoutError:
+        log.warning("trial worker %s closed its output but did not exit: killing it", process.pid)
+        return False
+    return True
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the worker's process group (its pid: it leads its own session). The worker has nothing to save."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def _tail(stream: asyncio.StreamReader) -> str:
+    """The end of the worker's stderr, read as it comes so that the worker never blocks on a full pipe."""
+    tail = b""
+    while chunk := await stream.read(1 << 16):
+        tail = (tail + chunk)[-4 * STDERR_TAIL_CHARS:]  # UTF-8: up to 4 bytes a character
+    return tail.decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:].strip()
+
+
+def _death_notice(returncode: int, stderr_tail: str) -> str:
+    """Why a worker ended without a result, in words."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a signal without a name, e.g. a real-time one
+            name = f"signal {-returncode}"
+        what = f"was killed by {name}"
+        if -returncode == signal.SIGKILL:  # not by us: our own kills end as cancelled or timed_out
+            what += " — often the system running out of memory"
+    else:
+        what = f"exited with code {returncode} without a result"
+    return f"the trial worker {what}" + (f"\n{stderr_tail}" if stderr_tail else "")

@@ -1,0 +1,266 @@
+"""The trial worker: download a model, load it with mlx-lm and generate a few tokens, reporting as it goes.
+
+It runs as `canrun trial-worker` in a child process of the bot (bot/services/trial_runner.py), which
+time-limits it, cancels it and survives it: a model can use all the memory, crash or hang. It downloads what
+`mlx_lm.load()` would (mlx-lm's own patterns, minus repo code) with the token in HF_TOKEN if any, loads offline
+with an empty stdin and never `trust_remote_code`, and generates as `mlx_lm.generate` does.
+
+Protocol: one JSON object per line on stdout, flushed at once, in this order:
+
+    {"event": "phase", "phase": "download"}
+    {"event": "download", "bytes": N, "total": T}    # about twice a second while the bytes grow, then once at the end
+    {"event": "phase", "phase": "load"}
+    {"event": "loaded", "seconds": S}
+    {"event": "phase", "phase": "generate"}
+    {"event": "generate", "tokens": N}               # at most about twice a second
+    {"event": "result", "ok": true, "load_seconds": ..., "prompt_tokens": ..., "prompt_tps": ...,
+     "generation_tokens": ..., "generation_tps": ..., "peak_memory_bytes": ..., "device": ...,
+     "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ...}
+
+or, instead of the rest once something fails, {"event": "error", "phase": ..., "message": ..., "type": ...}
+(exit code 1). Whatever else mlx, transformers or the hub print goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import huggingface_hub.constants
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import disable_progress_bars, filter_repo_objects
+
+# mlx and mlx-lm (a second to import) are imported where they are first needed: a repo that cannot be
+# downloaded fails before paying for them.
+
+PROGRESS_INTERVAL_SECONDS = 0.5
+MESSAGE_CHARS = 1500
+TEXT_CHARS = 100_000  # keeps the result line short whatever a tokenizer decodes to; people see far less
+
+
+class Reporter:
+    """Writes protocol events; remembers the current phase, so an error can name it."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._lock = threading.Lock()  # the download watcher reports from its own thread
+        self.phase = "download"
+
+    def send(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields})
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.send("phase", phase=phase)
+
+
+def main(args: argparse.Namespace) -> int:
+    reporter, printed = _take_stdout()
+    try:
+        reporter.enter("download")
+        local_path, download_bytes = download(args.repo, args.revision, Path(args.cache_dir), args.endpoint, reporter)
+        reporter.enter("load")
+        model, tokenizer, load_seconds = load(local_path)
+        reporter.send("loaded", seconds=load_seconds)
+        reporter.enter("generate")
+        generation = generate(model, tokenizer, args.prompt, args.max_tokens, reporter)
+        result = {"ok": True, "load_seconds": load_seconds, **generation, **_machine(), "download_bytes": download_bytes}
+    except (Exception, SystemExit) as e:  # SystemExit: some mlx_lm.models modules exit when a dependency is missing
+        reporter.send("error", phase=reporter.phase, message=_message(e, printed), type=type(e).__name__)
+        return 1
+    reporter.send("result", **result)
+    return 0
+
+
+class PrintedToStderr(io.TextIOBase):
+    """sys.stdout during the run: what Python code prints goes to stderr, and its last line is kept for errors."""
+
+    def __init__(self) -> None:
+        self.last_line = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        if text.strip():
+            self.last_line = text.strip().splitlines()[-1]
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _take_stdout() -> tuple[Reporter, PrintedToStderr]:
+    """Keep the real stdout for the protocol; everything else written to it, by Python or C code, goes to stderr."""
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = printed = PrintedToStderr()
+    return Reporter(protocol), printed
+
+
+def _message(e: BaseException, printed: PrintedToStderr) -> str:
+    if isinstance(e, SystemExit):  # e.g. mlx_lm.models.olmo prints what to install, then exits
+        text = f"mlx-lm exited with code {e.code}" + (f": {printed.last_line}" if printed.last_line else "")
+    else:
+        text = str(e).strip() or type(e).__name__
+    return text[:MESSAGE_CHARS]
+
+
+# ---- download -----------------------------------------------------------------------------------
+
+
+def allow_patterns() -> list[str]:
+    """What mlx-lm itself downloads, minus repo code: canrun never runs it, so it never fetches it."""
+    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+    return [pattern for pattern in DEFAULT_ALLOW_PATTERNS if pattern != "*.py"]
+
+
+@dataclass(frozen=True)
+class _BlobFile:
+    blob: str  # its name in the cache's blobs folder: the hub's etag (sha256 for LFS files, git blob id otherwise)
+    size: int
+
+
+class DownloadMeter:
+    """Bytes of a snapshot on disk so far, from the sizes of its blobs, finished or still `.incomplete`."""
+
+    def __init__(self, blobs_dir: Path, files: list[_BlobFile]):
+        self.blobs_dir = blobs_dir
+        self.files = files
+        self.total = sum(f.size for f in files)
+
+    def bytes_done(self) -> int:
+        return sum(min(f.size, self._on_disk(f.blob)) for f in self.files)
+
+    def _on_disk(self, blob: str) -> int:
+        # The hub writes to `<etag>.<random>.incomplete` and renames it to `<etag>` when done.
+        candidates = [self.blobs_dir / blob, *self.blobs_dir.glob(f"{blob}*.incomplete")]
+        return max(_size(path) for path in candidates)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # not there yet, or just renamed
+        return 0
+
+
+def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str, reporter: Reporter) -> tuple[Path, int]:
+    disable_progress_bars()  # the download events replace them
+    token = os.environ.get("HF_TOKEN") or False  # False: never a token stored on this machine
+    info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True)
+    patterns = allow_patterns()
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    files = [
+        _BlobFile(s.lfs.sha256 if s.lfs else s.blob_id, s.size or 0)
+        for s in (siblings[name] for name in filter_repo_objects(list(siblings), allow_patterns=patterns))
+    ]
+    meter = DownloadMeter(cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs", files)
+    with _reporting(meter, reporter):
+        path = snapshot_download(
+            repo_id, revision=info.sha, allow_patterns=patterns, cache_dir=cache_dir, endpoint=endpoint, token=token,
+        )
+    done = meter.bytes_done()
+    reporter.send("download", bytes=done, total=meter.total)
+    return Path(path), done
+
+
+@contextmanager
+def _reporting(meter: DownloadMeter, reporter: Reporter) -> Iterator[None]:
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while True:
+            done = meter.bytes_done()
+            if done != last:
+                reporter.send("download", bytes=done, total=meter.total)
+                last = done
+            if stop.wait(PROGRESS_INTERVAL_SECONDS):
+                return
+
+    watcher = threading.Thread(target=watch, name="download-meter", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
+# ---- load and generate --------------------------------------------------------------------------
+
+
+def load(path: Path) -> tuple[Any, Any, float]:
+    import mlx.core as mx
+    import mlx_lm
+
+    # Everything the load needs is on disk: mlx-lm and transformers must not fetch anything else.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read once, at import: the variable alone comes too late
+    # transformers asks on stdin before running a repo's code; an empty stdin answers no at once.
+    sys.stdin = io.StringIO()
+    mx.reset_peak_memory()
+    started = time.perf_counter()
+    model, tokenizer = mlx_lm.load(str(path))
+    return model, tokenizer, time.perf_counter() - started
+
+
+def generate(model: Any, tokenizer: Any, prompt: str, max_tokens: int, reporter: Reporter) -> dict[str, Any]:
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+
+    pieces: list[str] = []
+    reported_at = time.monotonic()
+    for last in stream_generate(model, tokenizer, prompt_tokens(tokenizer, prompt), max_tokens=max_tokens):
+        pieces.append(last.text)
+        if time.monotonic() - reported_at >= PROGRESS_INTERVAL_SECONDS:
+            reporter.send("generate", tokens=last.generation_tokens)
+            reported_at = time.monotonic()
+    return {
+        "prompt_tokens": last.prompt_tokens,
+        "prompt_tps": last.prompt_tps,
+        "generation_tokens": last.generation_tokens,
+        "generation_tps": last.generation_tps,
+        "peak_memory_bytes": mx.get_peak_memory(),
+        "text": "".join(pieces)[:TEXT_CHARS],
+    }
+
+
+def prompt_tokens(tokenizer: Any, prompt: str) -> list[int]:
+    """The prompt as `mlx_lm.generate` encodes it: through the chat template when the tokenizer has one."""
+    if tokenizer.has_chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return tokenizer.encode(text, add_special_tokens=False)  # the template already placed them
+    return tokenizer.encode(prompt)
+
+
+def _machine() -> dict[str, str]:
+    import mlx.core as mx
+    import mlx_lm
+
+    name = mx.device_info().get("device_name") or platform.machine()
+    return {
+        "device": f"{name} ({mx.default_device().type.name})",
+        "mlx_version": mx.__version__,
+        "mlx_lm_version": mlx_lm.__version__,
+    }

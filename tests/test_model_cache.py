@@ -1,0 +1,137 @@
+"""The model cache's budget, on real huggingface_hub cache folders downloaded from the fake hub."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import snapshot_download
+
+from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
+from tests.fakes.hub import FakeFile, FakeHub, FakeRepo
+
+REPOS = ("org/a", "org/b", "org/c")  # names of one length: their folders have one size
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with FakeHub() as hub:
+        for repo_id in REPOS:
+            # Distinct weights per repo, so that no two repos share a blob.
+            weights = FakeFile(repo_id.encode(), size=100_000)
+            hub.add_repo(FakeRepo(repo_id, {"config.json": {"model_type": "llama"}, "model.safetensors": weights}))
+        yield hub
+
+
+def download(hub: FakeHub, cache_dir: Path, repo_id: str) -> None:
+    snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub.endpoint, token=False)
+
+
+def set_last_used(cache_dir: Path, repo_id: str, seconds_ago: float) -> None:
+    """Date everything in a repo's folder, as if it had been downloaded `seconds_ago`."""
+    when = time.time() - seconds_ago
+    root = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.utime(os.path.join(folder, name), (when, when), follow_symlinks=False)
+    os.utime(root, (when, when))
+
+
+@pytest.fixture
+def cache_dir(hub, tmp_path) -> Path:
+    """a, b and c downloaded, a the least recently used."""
+    cache_dir = tmp_path / "models"
+    for age, repo_id in zip((300, 200, 100), REPOS):
+        download(hub, cache_dir, repo_id)
+        set_last_used(cache_dir, repo_id, age)
+    return cache_dir
+
+
+def disk_bytes(path: Path) -> int:
+    """Sizes of the files under `path`, symlinks aside: counted here independently of ModelCache."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def cache_holding(cache_dir: Path, models: int) -> tuple[ModelCache, int]:
+    """A cache whose budget holds `models` models beside the hub's own files, and the size of one model."""
+    size = disk_bytes(cache_dir / "models--org--a")
+    beside = disk_bytes(cache_dir) - len(REPOS) * size  # e.g. the hub's CACHEDIR.TAG
+    return ModelCache(cache_dir, beside + models * size), size
+
+
+def cached(cache: ModelCache) -> list[str]:
+    return [model.repo_id for model in cache.models()]
+
+
+def test_usage_counts_every_byte_on_disk_once(cache_dir):
+    cache, size = cache_holding(cache_dir, 3)
+    assert size > 100_000
+    assert cache.usage() == disk_bytes(cache_dir) == cache.budget_bytes
+    assert [m.size for m in cache.models()] == [size] * 3
+
+    # What a killed download leaves behind counts too.
+    leftover = cache_dir / "models--org--a" / "blobs" / "0123abcd.5f3e9a1c.incomplete"
+    leftover.write_bytes(bytes(5000))
+    assert cache.usage() == cache.budget_bytes + 5000
+    assert {m.repo_id: m.size for m in cache.models()}["org/a"] == size + 5000
+
+
+def test_make_room_evicts_least_recently_used_first_and_only_what_it_must(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+
+    assert cache.make_room(size) == []  # 3 + 1 fit
+    assert cache.make_room(2 * size) == ["org/a"]
+    assert cached(cache) == ["org/b", "org/c"]
+    assert cache.usage() + 2 * size <= cache.budget_bytes
+
+    assert cache.make_room(4 * size) == ["org/b", "org/c"]
+    assert cached(cache) == []
+
+
+def test_make_room_keeps_what_it_is_told_to_keep(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+
+    assert cache.make_room(3 * size, keep={"org/a"}) == ["org/b", "org/c"]
+    assert cached(cache) == ["org/a"]
+
+
+def test_touch_makes_a_model_the_most_recently_used(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    cache.touch("org/a")
+
+    assert cached(cache) == ["org/b", "org/c", "org/a"]
+    assert cache.make_room(2 * size) == ["org/b"]
+
+
+def test_a_model_that_cannot_fit_deletes_nothing(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+
+    with pytest.raises(ModelCacheFull, match="more than the whole model cache"):
+        cache.make_room(cache.budget_bytes + 1)
+    with pytest.raises(ModelCacheFull, match="can be made free"):
+        cache.make_room(3 * size, keep={"org/a", "org/b"})
+    assert cached(cache) == list(REPOS)
+
+
+def test_remove_deletes_a_model_and_its_locks(hub, cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    before = cache.usage()
+
+    assert cache.remove("org/b") is True
+    assert cache.remove("org/b") is False
+    assert cached(cache) == ["org/a", "org/c"]
+    assert cache.usage() == before - size
+    assert not (cache_dir / ".locks" / "models--org--b").exists()
+
+    download(hub, cache_dir, "org/b")  # the hub's cache still works for it
+    assert cached(cache) == ["org/a", "org/c", "org/b"]
+
+
+def test_a_missing_cache_is_empty(tmp_path):
+    cache = ModelCache(tmp_path / "not" / "yet", budget_bytes=1000)
+
+    assert cache.usage() == 0 and cache.models() == [] and cache.make_room(1000) == []
+    assert cache.remove("org/a") is False
+    assert free_disk_bytes(tmp_path / "not" / "yet") == free_disk_bytes(tmp_path) > 0

@@ -60,6 +60,27 @@ class DiscordConfig:
 
 
 @dataclass(frozen=True)
+class TrialsConfig:
+    enabled: bool = False  # trials download and run models on this Mac: off until the owner turns them on
+    max_download_gb: float = 20.0
+    max_memory_fraction: float = 0.7  # of the memory budget (Metal's recommended working set on a Mac)
+    min_free_disk_gb: float = 20.0  # left free after the download
+    queue_max: int = 10
+    per_user_queued: int = 2
+    queued_ttl_hours: float = 6.0  # queued trials older than this expire at start instead of running
+    download_timeout_seconds: float = 1800.0
+    load_timeout_seconds: float = 600.0
+    generate_timeout_seconds: float = 300.0
+    default_prompt: str = "Explain in one sentence what MLX is."
+    default_max_tokens: int = 64
+    max_tokens_limit: int = 512
+    cache_dir: str = ".canrun/models"
+    cache_budget_gb: float = 100.0
+    keep_after_trial: bool = False
+    progress_interval_seconds: float = 1.0  # Discord edits at most this often
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     file: str = ".canrun/canrun.log"
@@ -72,6 +93,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     suggestions: SuggestionsConfig = field(default_factory=SuggestionsConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
+    trials: TrialsConfig = field(default_factory=TrialsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 
@@ -183,6 +205,10 @@ def _check_ranges(section: str, instance: Any) -> None:
         raise ConfigError(f"[memory] fit_fraction: expected a number in (0, 1], got {instance.fit_fraction}")
     if section == "memory" and instance.context_tokens < 1:
         raise ConfigError("[memory] context_tokens: expected a positive integer")
+    if section == "trials" and not 0 < instance.max_memory_fraction <= 1:
+        raise ConfigError(f"[trials] max_memory_fraction: expected a number in (0, 1], got {instance.max_memory_fraction}")
+    if section == "trials" and not 1 <= instance.default_max_tokens <= instance.max_tokens_limit:
+        raise ConfigError("[trials] default_max_tokens: expected 1 to max_tokens_limit")
     if section == "discord" and instance.gateway_url and not instance.gateway_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"[discord] gateway_url: expected a ws(s) URL, got {instance.gateway_url!r}")
     if section == "logging" and instance.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -258,6 +258,7 @@ class FakeHub(ThreadedServer):
     def __init__(self, latency: float = 0.0):
         super().__init__()
         self.latency = latency  # seconds of sleep before every response
+        self.slow_paths: dict[str, float] = {}  # extra sleep for requests whose path contains the key
         self.authorized_tokens: set[str] = set()  # tokens that may read private repos and download from gated ones
         self.page_size = 1000  # items per page of listings, as on the Hub; lower it to exercise pagination
         self._repos: dict[str, FakeRepo] = {}
@@ -307,7 +308,8 @@ class FakeHub(ThreadedServer):
         with self._lock:
             self._requests.append(recorded)
             failure = self._take_failure(request.path)
-        await asyncio.sleep(self.latency)
+        extra = sum(delay for part, delay in self.slow_paths.items() if part in request.path)
+        await asyncio.sleep(self.latency + extra)
         try:
             if failure is not None:
                 raise failure

@@ -1,0 +1,295 @@
+"""The trial queue: persisted in SQLite, one trial at a time per host.
+
+Durable by design: a queued trial survives a restart (unless it waited longer than the TTL, then it
+expires instead of surprising people hours later), and a trial that was running when the bot died is
+marked failed, "interrupted by restart". The Discord layer listens for updates; nothing here knows Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from bot.core.trial_policy import loaded_from
+from bot.services.store import Store
+from bot.services.trial_runner import TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
+
+log = logging.getLogger(__name__)
+DEFAULT_ETA_SECONDS = 180.0  # before any trial has finished, a guess for one trial's length
+FINISHED = ("succeeded", "failed", "cancelled", "timed_out", "expired")
+
+
+class TrialRefused(Exception):
+    """The queue will not take this trial; the message is for the user."""
+
+
+class TrialAborted(Exception):
+    """Raised by a before_run step: the trial fails with this message (e.g. no room on disk)."""
+
+
+@dataclass
+class Trial:
+    id: int
+    repo_id: str
+    revision: str | None
+    requested_by: int
+    guild_id: int | None
+    channel_id: int | None
+    prompt: str
+    max_tokens: int
+    status: str
+    created_at: float
+    phase: str | None = None
+    loaded: bool | None = None
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    verdict: str | None = None
+    message_id: int | None = None
+    cancelled_by: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def from_row(cls, row: Any) -> Trial:
+        data = dict(row)
+        data["result"] = json.loads(data["result"]) if data.get("result") else {}
+        data["loaded"] = None if data.get("loaded") is None else bool(data["loaded"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    queue_max: int = 10
+    per_user_queued: int = 2
+    queued_ttl_seconds: float = 6 * 3600
+    limits: TrialLimits = TrialLimits()
+    endpoint: str = "https://huggingface.co"
+    hf_token: str | None = None
+    cache_dir: Path = Path(".canrun/models")
+
+
+Listener = Callable[[Trial, TrialProgress | None], Awaitable[None]]
+
+
+class TrialQueue:
+    def __init__(self, store: Store, settings: QueueSettings, *,
+                 before_run: Callable[[Trial], Awaitable[None]] | None = None,
+                 after_run: Callable[[Trial], Awaitable[None]] | None = None):
+        self.store = store
+        self.settings = settings
+        self.before_run = before_run  # e.g. lock predictions, make room on disk
+        self.after_run = after_run  # e.g. settle predictions, evict the model
+        self.listeners: list[Listener] = []
+        self._wakeup = asyncio.Event()
+        self._current: tuple[int, Any] | None = None  # (trial id, its TrialProcess)
+        self._cancel_requested: dict[int, int] = {}
+        self._task: asyncio.Task | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def recover(self) -> tuple[int, int]:
+        """At start: running trials died with the old process; stale queued ones expire. Returns the counts."""
+        now = time.time()
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE trials SET status = 'failed', error = 'interrupted by restart', finished_at = ?"
+                " WHERE status = 'running'", (now,))
+            interrupted = cur.rowcount
+            cur = await db.execute(
+                "UPDATE trials SET status = 'expired', error = 'waited longer than the queue allows', finished_at = ?"
+                " WHERE status = 'queued' AND created_at < ?", (now, now - self.settings.queued_ttl_seconds))
+            expired = cur.rowcount
+        if interrupted or expired:
+            log.info("trial queue recovered: %d interrupted, %d expired", interrupted, expired)
+        return interrupted, expired
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name="trial-queue")
+
+    async def stop(self) -> None:
+        if self._current is not None:
+            self._current[1].cancel()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    async def get(self, trial_id: int) -> Trial | None:
+        async with self.store.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)) as cur:
+            row = await cur.fetchone()
+        return Trial.from_row(row) if row else None
+
+    async def waiting(self) -> list[Trial]:
+        async with self.store.conn.execute(
+            "SELECT * FROM trials WHERE status IN ('queued', 'running') ORDER BY (status = 'running') DESC, id"
+        ) as cur:
+            return [Trial.from_row(r) for r in await cur.fetchall()]
+
+    async def recent(self, limit: int = 10, repo_id: str | None = None) -> list[Trial]:
+        sql = "SELECT * FROM trials WHERE status NOT IN ('queued', 'running')"
+        args: tuple = ()
+        if repo_id is not None:
+            sql += " AND repo_id = ?"
+            args = (repo_id,)
+        async with self.store.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)) as cur:
+            return [Trial.from_row(r) for r in await cur.fetchall()]
+
+    async def position(self, trial_id: int) -> tuple[int, float]:
+        """(trials ahead of this one, estimated seconds until it starts)."""
+        ahead = [t for t in await self.waiting() if t.id < trial_id or t.status == "running"]
+        ahead = [t for t in ahead if t.id != trial_id]
+        per_trial = await self.typical_duration()
+        eta = 0.0
+        for t in ahead:
+            eta += max(0.0, per_trial - (time.time() - t.started_at)) if t.status == "running" and t.started_at else per_trial
+        return len(ahead), eta
+
+    async def typical_duration(self) -> float:
+        """Median length of the last 20 trials that ran to an end."""
+        async with self.store.conn.execute(
+            "SELECT finished_at - started_at FROM trials WHERE status IN ('succeeded', 'failed')"
+            " AND started_at IS NOT NULL ORDER BY id DESC LIMIT 20"
+        ) as cur:
+            values = sorted(r[0] for r in await cur.fetchall() if r[0] is not None)
+        return values[len(values) // 2] if values else DEFAULT_ETA_SECONDS
+
+    # ---- changes -------------------------------------------------------------------------------
+
+    async def enqueue(self, *, repo_id: str, revision: str | None, requested_by: int, guild_id: int | None,
+                      channel_id: int | None, prompt: str, max_tokens: int, verdict: str | None) -> Trial:
+        async with self.store.transaction() as db:
+            async with db.execute("SELECT requested_by, repo_id, revision, id FROM trials WHERE status = 'queued'") as cur:
+                queued = await cur.fetchall()
+            if len(queued) >= self.settings.queue_max:
+                raise TrialRefused(f"The queue is full ({self.settings.queue_max} trials waiting). Try again later.")
+            same = [r for r in queued if r[1] == repo_id and r[2] == revision]
+            if same:
+                raise TrialRefused(f"`{repo_id}` is already queued as trial #{same[0][3]}.")
+            if sum(1 for r in queued if r[0] == requested_by) >= self.settings.per_user_queued:
+                raise TrialRefused(f"You already have {self.settings.per_user_queued} trials waiting.")
+            cur = await db.execute(
+                "INSERT INTO trials (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens,"
+                " status, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens, verdict, time.time()),
+            )
+            trial_id = cur.lastrowid
+        trial = await self.get(trial_id)
+        assert trial is not None
+        # Wake the worker only now: the caller registers its progress message before the loop can run.
+        self._wakeup.set()
+        return trial
+
+    async def cancel(self, trial_id: int, by_user: int) -> Trial | None:
+        """Cancel a queued or running trial. Returns the trial, or None if there is no such trial."""
+        trial = await self.get(trial_id)
+        if trial is None or trial.finished:
+            return trial
+        if trial.status == "running" and self._current and self._current[0] == trial_id:
+            self._cancel_requested[trial_id] = by_user
+            self._current[1].cancel()  # the run loop records the outcome
+            return trial
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE trials SET status = 'cancelled', cancelled_by = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
+                (by_user, time.time(), trial_id))
+        trial = await self.get(trial_id)
+        await self._notify(trial, None)
+        return trial
+
+    async def set_message(self, trial_id: int, message_id: int) -> None:
+        async with self.store.transaction() as db:
+            await db.execute("UPDATE trials SET message_id = ? WHERE id = ?", (message_id, trial_id))
+
+    # ---- the worker loop -----------------------------------------------------------------------
+
+    async def _run_forever(self) -> None:
+        while True:
+            trial = await self._claim_next()
+            if trial is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._run(trial)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one broken trial must not stop the queue
+                log.exception("trial #%s crashed the queue's run", trial.id)
+                await self._finish(trial.id, "failed", trial.phase, "canrun itself failed running this trial", {}, None)
+
+    async def _claim_next(self) -> Trial | None:
+        async with self.store.transaction() as db:
+            async with db.execute("SELECT id FROM trials WHERE status = 'queued' ORDER BY id LIMIT 1") as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await db.execute("UPDATE trials SET status = 'running', started_at = ? WHERE id = ?", (time.time(), row[0]))
+        return await self.get(row[0])
+
+    async def _run(self, trial: Trial) -> None:
+        if self.before_run is not None:
+            try:
+                await self.before_run(trial)
+            except TrialAborted as e:
+                await self._finish(trial.id, "failed", None, str(e), {}, None)
+                return
+        await self._notify(trial, None)
+        spec = TrialSpec(repo_id=trial.repo_id, revision=trial.revision, prompt=trial.prompt,
+                         max_tokens=trial.max_tokens, endpoint=self.settings.endpoint,
+                         cache_dir=self.settings.cache_dir, hf_token=self.settings.hf_token)
+        process = start_trial(spec, self.settings.limits)
+        self._current = (trial.id, process)
+        reached_generate = False
+
+        async def progress(p: TrialProgress) -> None:
+            nonlocal reached_generate
+            reached_generate = reached_generate or p.phase == "generate"
+            if p.phase != trial.phase:  # persisted, so /trials and a restart know how far it got
+                trial.phase = p.phase
+                async with self.store.transaction() as db:
+                    await db.execute("UPDATE trials SET phase = ? WHERE id = ?", (p.phase, trial.id))
+            await self._notify(trial, p)
+
+        try:
+            outcome: TrialOutcome = await process.run(progress)
+        finally:
+            self._current = None
+        loaded = loaded_from(outcome.status, outcome.phase, reached_generate)
+        await self._finish(trial.id, outcome.status, outcome.phase, outcome.error, outcome.result, loaded,
+                           cancelled_by=self._cancel_requested.pop(trial.id, None))
+
+    async def _finish(self, trial_id: int, status: str, phase: str | None, error: str | None,
+                      result: dict[str, Any], loaded: bool | None, cancelled_by: int | None = None) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE trials SET status = ?, phase = ?, error = ?, result = ?, loaded = ?, cancelled_by = ?,"
+                " finished_at = ? WHERE id = ?",
+                (status, phase, error, json.dumps(result), None if loaded is None else int(loaded), cancelled_by,
+                 time.time(), trial_id))
+        trial = await self.get(trial_id)
+        if self.after_run is not None:
+            try:
+                await self.after_run(trial)
+            except Exception:  # noqa: BLE001
+                log.exception("after-trial step failed for #%s", trial_id)
+        await self._notify(trial, None)
+
+    async def _notify(self, trial: Trial, progress: TrialProgress | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                await listener(trial, progress)
+            except Exception:  # noqa: BLE001 - a failing listener (e.g. Discord down) must not stop a trial
+                log.exception("trial listener failed for #%s", trial.id)

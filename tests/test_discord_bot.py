@@ -26,7 +26,7 @@ async def fake():
 
 @pytest.fixture
 def make_config(tmp_path, zoo_hub, github, fake, capability_table):
-    def make(**discord_keys):
+    def make(trials: dict | None = None, **discord_keys):
         data = {
             "hub": {"endpoint": zoo_hub.endpoint, "max_retries": 1},
             "store": {"path": "canrun.sqlite3"},
@@ -34,6 +34,7 @@ def make_config(tmp_path, zoo_hub, github, fake, capability_table):
             "suggestions": {"github_api": github.url, "timeout_seconds": 3.0},
             "discord": {"guild_ids": [fake.guild_ids[0]], "canrun_cooldown_seconds": 0.0, **discord_keys},
             "logging": {"file": ""},
+            "trials": trials or {},
         }
         return parse_config(data, base_dir=tmp_path)
 
@@ -51,10 +52,10 @@ def make_config(tmp_path, zoo_hub, github, fake, capability_table):
 async def start_bot(fake, make_config):
     bots = []
 
-    async def start(**discord_keys) -> CanrunBot:
+    async def start(**keys) -> CanrunBot:
         if not bots:
             await make_config.seed()
-        bot = CanrunBot(make_config(**discord_keys), guild_ready_timeout=0.05)
+        bot = CanrunBot(make_config(**keys), guild_ready_timeout=0.05)
         bot.task = asyncio.create_task(bot.start("fake-token"))
         bots.append(bot)
         await asyncio.wait_for(bot.wait_until_ready(), 10)

@@ -17,14 +17,19 @@ import yarl
 from discord.ext import commands
 
 from bot.config import Config
+from bot.core.trial_policy import GB, TrialLimitsPolicy
 from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.canrun import CanrunCog
+from bot.discord.cogs.trials import CancelTrialButton, TrialsCog
 from bot.discord.reply import NO_MENTIONS
 from bot.discord.tree import CanrunTree
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
 from bot.services.model_search import ModelSearch
+from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.store import Store
+from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue
+from bot.services.trial_runner import TrialLimits
 
 log = logging.getLogger("bot.discord")
 discord.VoiceClient.warn_nacl = False  # canrun never joins voice: no warning about PyNaCl in the owner's log
@@ -58,8 +63,51 @@ class CanrunBot(commands.Bot):
         self.model_search = ModelSearch(self.checker.hub, timeout=self.config.discord.autocomplete_timeout_seconds)
         await self.add_cog(CanrunCog(self))
         await self.add_cog(AdminCog(self))
+        if self.config.trials.enabled:
+            await self._start_trials()
         await self.sync_commands()
         log.info("ready to answer with mlx-lm %s", table.mlx_lm_version)
+
+    async def _start_trials(self) -> None:
+        cfg = self.config.trials
+        cache_dir = self.config.path(cfg.cache_dir)
+        self.model_cache = ModelCache(cache_dir, int(cfg.cache_budget_gb * GB))
+        self.trial_policy = TrialLimitsPolicy(
+            max_download_bytes=int(cfg.max_download_gb * GB),
+            max_memory_bytes=int(cfg.max_memory_fraction * self.checker.host.budget_bytes),
+            min_free_disk_bytes=int(cfg.min_free_disk_gb * GB),
+        )
+        self.trial_queue = TrialQueue(
+            self.store,
+            QueueSettings(
+                queue_max=cfg.queue_max, per_user_queued=cfg.per_user_queued,
+                queued_ttl_seconds=cfg.queued_ttl_hours * 3600,
+                limits=TrialLimits(cfg.download_timeout_seconds, cfg.load_timeout_seconds, cfg.generate_timeout_seconds),
+                endpoint=self.config.hf_endpoint, hf_token=self.config.hf_token, cache_dir=cache_dir,
+            ),
+            before_run=self._before_trial, after_run=self._after_trial,
+        )
+        await self.trial_queue.recover()
+        self.add_dynamic_items(CancelTrialButton)
+        await self.add_cog(TrialsCog(self))
+        self.trial_queue.start()
+
+    def disk_available(self) -> int:
+        """Free disk where models go, plus what the model cache could evict to make room."""
+        return free_disk_bytes(self.model_cache.cache_dir) + self.model_cache.usage()
+
+    async def _before_trial(self, trial: Trial) -> None:
+        meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
+        try:
+            await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0, keep={trial.repo_id})
+        except ModelCacheFull as e:
+            raise TrialAborted(str(e)) from e
+
+    async def _after_trial(self, trial: Trial) -> None:
+        if self.config.trials.keep_after_trial:
+            await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
+        else:
+            await asyncio.to_thread(self.model_cache.remove, trial.repo_id)
 
     def _command_hash(self) -> str:
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])
@@ -95,6 +143,8 @@ class CanrunBot(commands.Bot):
         await asyncio.shield(self._released)
 
     async def _release(self) -> None:
+        if hasattr(self, "trial_queue"):
+            await self.trial_queue.stop()
         if hasattr(self, "checker"):
             await self.checker.close()
         if hasattr(self, "store"):

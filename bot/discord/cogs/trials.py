@@ -1,0 +1,224 @@
+"""/trial and /trials: moderators queue real loads of a model on this Mac and watch them run."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.repo_id import RepoIdError, parse_repo
+from bot.core.trial_policy import refusal
+from bot.discord import safe
+from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
+from bot.discord.trial_render import trial_embed
+from bot.services.hub import HubUnavailable
+from bot.services.trial_queue import Trial, TrialRefused
+from bot.services.trial_runner import TrialProgress
+
+if TYPE_CHECKING:
+    from bot.discord.app import CanrunBot
+
+log = logging.getLogger(__name__)
+# Interaction tokens last 15 minutes; past this age the progress moves to a regular channel message.
+TOKEN_SAFE_SECONDS = 14 * 60
+
+
+def is_moderator(bot: CanrunBot, member: discord.abc.User) -> bool:
+    perms = getattr(member, "guild_permissions", None)
+    if perms is not None and perms.manage_guild:
+        return True
+    roles = {r.name for r in getattr(member, "roles", [])}
+    return bool(roles & set(bot.config.discord.moderator_roles))
+
+
+async def _moderator_check(interaction: discord.Interaction) -> bool:
+    return is_moderator(interaction.client, interaction.user)
+
+
+class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"canrun:trial:cancel:(?P<id>\d+)"):
+    """A Cancel button that still works after a restart: the trial id lives in its custom_id."""
+
+    def __init__(self, trial_id: int):
+        super().__init__(discord.ui.Button(label="Cancel", style=discord.ButtonStyle.danger,
+                                           custom_id=f"canrun:trial:cancel:{trial_id}"))
+        self.trial_id = trial_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
+        return cls(int(match["id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: CanrunBot = interaction.client
+        trial = await bot.trial_queue.get(self.trial_id)
+        if trial is None:
+            await send_ephemeral(interaction, "That trial no longer exists.")
+            return
+        if interaction.user.id != trial.requested_by and not is_moderator(bot, interaction.user):
+            await send_ephemeral(interaction, "Only whoever asked for this trial, or a moderator, can cancel it.")
+            return
+        if trial.finished:
+            await send_ephemeral(interaction, f"Trial #{trial.id} has already ended ({trial.status}).")
+            return
+        await bot.trial_queue.cancel(trial.id, interaction.user.id)
+        await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")
+
+
+class TrialMessage:
+    """Where one trial's progress is shown: the /trial response while its token is young, else a channel message."""
+
+    def __init__(self, bot: CanrunBot, trial: Trial, interaction: discord.Interaction | None = None):
+        self.bot = bot
+        self.trial_id = trial.id
+        self.channel_id = trial.channel_id
+        self.message_id = trial.message_id
+        self.interaction = interaction
+        self.started = time.monotonic()
+        self.last_edit = 0.0
+        self.last_phase: str | None = None
+
+    def due(self, trial: Trial, progress: TrialProgress | None, interval: float) -> bool:
+        """Phase changes and the end always show; progress within a phase at most every `interval` seconds."""
+        phase = progress.phase if progress else trial.status
+        if trial.finished or phase != self.last_phase or progress is None:
+            return True
+        return time.monotonic() - self.last_edit >= interval
+
+    async def show(self, trial: Trial, **fields) -> None:
+        self.last_edit = time.monotonic()
+        self.last_phase = trial.phase if trial.status == "running" else trial.status
+        fields["allowed_mentions"] = NO_MENTIONS
+        if self.interaction is not None and time.monotonic() - self.started < TOKEN_SAFE_SECONDS:
+            try:
+                await self.interaction.edit_original_response(**fields)
+                return
+            except discord.HTTPException as e:
+                if not token_expired(e):
+                    raise
+        self.interaction = None
+        if self.channel_id is None:
+            return
+        channel = self.bot.get_partial_messageable(self.channel_id)
+        if self.message_id is not None:
+            try:
+                await channel.get_partial_message(self.message_id).edit(**fields)
+                return
+            except discord.NotFound:
+                pass  # deleted by someone: post a new one
+        message = await channel.send(**fields)
+        self.message_id = message.id
+        await self.bot.trial_queue.set_message(self.trial_id, message.id)
+
+
+class TrialsCog(commands.Cog):
+    trials = app_commands.Group(name="trials", description="Results of trial loads on this Mac")
+
+    def __init__(self, bot: CanrunBot):
+        self.bot = bot
+        self.messages: dict[int, TrialMessage] = {}
+        bot.trial_queue.listeners.append(self.on_trial_update)
+
+    async def cog_unload(self) -> None:
+        self.bot.trial_queue.listeners.remove(self.on_trial_update)
+
+    @app_commands.command(name="trial", description="(moderators) Really load a model with mlx-lm on this Mac")
+    @app_commands.describe(repo="Model id or huggingface.co link", prompt="What to generate from",
+                           max_tokens="How many tokens to generate")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.check(_moderator_check)
+    async def trial(self, interaction: discord.Interaction, repo: str, prompt: str | None = None,
+                    max_tokens: app_commands.Range[int, 1, 4096] | None = None) -> None:
+        cfg = self.bot.config.trials
+        try:
+            ref = parse_repo(repo)
+        except RepoIdError as e:
+            await send_ephemeral(interaction, str(e))
+            return
+        if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
+            await send_ephemeral(interaction, f"max_tokens can be at most {cfg.max_tokens_limit} here.")
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            verdict = await self.bot.checker.check(ref)
+        except HubUnavailable:
+            await interaction.edit_original_response(content="Hugging Face could not be reached; no trial queued.")
+            return
+        reason = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.disk_available())
+        if reason:
+            await interaction.edit_original_response(
+                content=safe.clip(f"No trial for **{safe.escape(ref.repo_id)}**: {safe.escape(reason.rstrip('.'))}.",
+                                  safe.CONTENT),
+                allowed_mentions=NO_MENTIONS)
+            return
+        try:
+            queued = await self.bot.trial_queue.enqueue(
+                repo_id=ref.repo_id, revision=ref.revision, requested_by=interaction.user.id,
+                guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+                prompt=(prompt or cfg.default_prompt)[:1000], max_tokens=max_tokens or cfg.default_max_tokens,
+                verdict=verdict.verdict)
+        except TrialRefused as e:
+            await interaction.edit_original_response(content=str(e), allowed_mentions=NO_MENTIONS)
+            return
+        handle = self.messages.setdefault(queued.id, TrialMessage(self.bot, queued, interaction))
+        trial = await self.bot.trial_queue.get(queued.id)
+        if trial.status == "queued":  # it may already be running (or done) if the queue was empty
+            await self._show(handle, trial, None)
+
+    async def on_trial_update(self, trial: Trial, progress: TrialProgress | None) -> None:
+        handle = self.messages.get(trial.id)
+        if handle is None:  # a trial queued before a restart: its progress goes to its channel
+            handle = self.messages[trial.id] = TrialMessage(self.bot, trial)
+        if handle.due(trial, progress, self.bot.config.trials.progress_interval_seconds):
+            await self._show(handle, trial, progress)
+        if trial.finished:
+            self.messages.pop(trial.id, None)
+        elif trial.status == "running" and progress is None:
+            await self._refresh_positions()
+
+    async def _show(self, handle: TrialMessage, trial: Trial, progress: TrialProgress | None) -> None:
+        position = await self.bot.trial_queue.position(trial.id) if trial.status == "queued" else None
+        view = None
+        if not trial.finished:
+            view = discord.ui.View(timeout=None)
+            view.add_item(CancelTrialButton(trial.id))
+        embed = trial_embed(trial, progress, position=position, hub_url=self.bot.config.hf_endpoint)
+        await handle.show(trial, content=None, embed=embed, view=view)
+
+    async def _refresh_positions(self) -> None:
+        """When a trial starts, everyone behind it moves up one place."""
+        for trial in await self.bot.trial_queue.waiting():
+            handle = self.messages.get(trial.id)
+            if trial.status == "queued" and handle is not None:
+                await self._show(handle, trial, None)
+
+    @trials.command(name="recent", description="The latest trial loads and how they went")
+    async def recent(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(embed=self._list("Recent trials", await self.bot.trial_queue.recent(10)),
+                                                allowed_mentions=NO_MENTIONS)
+
+    @trials.command(name="repo", description="The trial history of one model")
+    async def history(self, interaction: discord.Interaction, repo: str) -> None:
+        try:
+            ref = parse_repo(repo)
+        except RepoIdError as e:
+            await send_ephemeral(interaction, str(e))
+            return
+        trials = await self.bot.trial_queue.recent(10, repo_id=ref.repo_id)
+        await interaction.response.send_message(embed=self._list(f"Trials of {ref.repo_id}", trials),
+                                                allowed_mentions=NO_MENTIONS)
+
+    def _list(self, title: str, trials: list[Trial]) -> discord.Embed:
+        marks = {"succeeded": "✅", "failed": "❌", "cancelled": "🛑", "timed_out": "⏱️", "expired": "⌛"}
+        lines = []
+        for t in trials:
+            r = t.result or {}
+            detail = f"{r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else (t.error or t.status)
+            lines.append(f"{marks.get(t.status, '•')} #{t.id} **{safe.escape(t.repo_id)}**: "
+                         f"{safe.escape(safe.clip(str(detail).splitlines()[0] if detail else '', 120))} "
+                         f"<t:{int(t.finished_at or t.created_at)}:R>")
+        description = "\n".join(lines) or "No trials yet."
+        return discord.Embed(title=safe.clip(title, safe.TITLE), description=safe.clip(description, safe.DESCRIPTION))

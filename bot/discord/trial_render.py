@@ -1,0 +1,99 @@
+"""Trial -> embed: queued / running with a progress bar / finished with mlx-lm's own numbers or error."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.discord import safe
+from bot.render.units import human_bytes
+from bot.services.trial_queue import Trial
+from bot.services.trial_runner import TrialProgress
+
+PHASES = (("download", "downloading"), ("load", "loading"), ("generate", "generating"))
+STATUS_LINES = {
+    "succeeded": "✅ `mlx_lm.load()` worked and the model generated text.",
+    "cancelled": "🛑 Cancelled.",
+    "timed_out": "⏱️ Stopped: the {phase} phase ran past its time limit.",
+    "expired": "⌛ Expired: it waited in the queue too long.",
+}
+COLORS = {"succeeded": discord.Color.green(), "failed": discord.Color.red(), "queued": discord.Color.light_grey()}
+
+
+def progress_bar(done: int, total: int, width: int = 16) -> str:
+    share = 0.0 if total <= 0 else min(1.0, done / total)
+    filled = round(share * width)
+    return f"{'█' * filled}{'░' * (width - filled)} {share:.0%}"
+
+
+def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position: tuple[int, float] | None = None,
+                hub_url: str = "https://huggingface.co") -> discord.Embed:
+    embed = discord.Embed(
+        title=safe.clip(f"🧪 Trial #{trial.id}: {trial.repo_id}", safe.TITLE),
+        url=safe.safe_url(f"{hub_url}/{trial.repo_id}"),
+        color=COLORS.get(trial.status, discord.Color.blurple()),
+    )
+    lines = [f"Asked by <@{trial.requested_by}>"]
+    if trial.status == "queued":
+        ahead, eta = position or (0, 0.0)
+        lines.append(f"⏳ Queued: {ahead} trial{'s' if ahead != 1 else ''} ahead, starts in about {_minutes(eta)}.")
+    elif trial.status == "running":
+        lines.append(_phase_line(progress.phase if progress else trial.phase))
+        if progress and progress.phase == "download" and progress.bytes_total:
+            lines.append(f"`{progress_bar(progress.bytes_done, progress.bytes_total)}` "
+                         f"{human_bytes(progress.bytes_done)} of {human_bytes(progress.bytes_total)}")
+        if progress and progress.phase == "generate" and progress.tokens:
+            lines.append(f"{progress.tokens} tokens so far")
+    elif trial.status == "failed":
+        lines.append(f"❌ Failed while {_phase_word(trial.phase)}.")
+    else:
+        lines.append(STATUS_LINES[trial.status].format(phase=trial.phase or "?"))
+    if trial.cancelled_by:
+        lines.append(f"Cancelled by <@{trial.cancelled_by}>.")
+    embed.description = safe.clip("\n".join(lines), safe.DESCRIPTION)
+
+    if trial.error and trial.status != "cancelled":
+        embed.add_field(name="Error", value=_code_block(trial.error, safe.FIELD_VALUE), inline=False)
+    r = trial.result or {}
+    if trial.status == "succeeded" or r.get("load_seconds") is not None:
+        numbers = [
+            f"load {r['load_seconds']:.1f} s" if r.get("load_seconds") is not None else None,
+            f"prompt {r['prompt_tps']:.1f} tok/s" if r.get("prompt_tps") else None,
+            f"generation {r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else None,
+            f"peak memory {human_bytes(r['peak_memory_bytes'])}" if r.get("peak_memory_bytes") else None,
+        ]
+        embed.add_field(name="Numbers", value=" · ".join(n for n in numbers if n) or "none", inline=False)
+        versions = f"{safe.escape(str(r.get('device', '?')))} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
+        embed.add_field(name="Machine", value=safe.clip(versions, safe.FIELD_VALUE), inline=False)
+    if r.get("text"):
+        embed.add_field(name=f"Generated ({r.get('generation_tokens', '?')} tokens)",
+                        value=_code_block(r["text"], safe.FIELD_VALUE), inline=False)
+    embed.set_footer(text=safe.clip(f"prompt: {trial.prompt} · max {trial.max_tokens} tokens", safe.FOOTER))
+    return safe.fit_embed(embed)
+
+
+def _code_block(text: str, limit: int) -> str:
+    """Text shown verbatim: fences inside it are broken so it cannot end the block early."""
+    body = str(text).replace("```", "ˋˋˋ")
+    body = safe.clip(body, limit - 8)
+    return f"```\n{body}\n```"
+
+
+def _phase_line(current: str | None) -> str:
+    marks, seen = [], False
+    for key, word in PHASES:
+        if key == current:
+            marks.append(f"▶️ **{word}**")
+            seen = True
+        else:
+            marks.append(f"⬜ {word}" if seen or current is None else f"✅ {word}")
+    return "✅ verdict · " + " · ".join(marks)
+
+
+def _phase_word(phase: str | None) -> str:
+    return dict(PHASES).get(phase or "", "starting")
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    return f"{round(seconds / 60)} min"

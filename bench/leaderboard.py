@@ -1,0 +1,226 @@
+"""Benchmark: /leaderboard, /mystats and a round's settlement on a large guild.
+
+Scenario: one guild with 5,000 members and 200,000 settled predictions (outside rounds, 2 % peeked) over
+20 seasons, activity skewed like a real community (a few members predict a lot), bulk-inserted into a temp
+SQLite file, then the standings rebuilt by the service. Then, through the service (aiosqlite, as the bot
+runs it): leaderboard pages all time and for one season (page 1 and the last page), member stats all time
+and for one season, and 5 rounds of 5 repos x 100 members (500 predictions) placed, closed and revealed.
+min_settled is 1 so every board is as long as it can be. Side by side: the all-time page computed by
+aggregating the predictions table directly, which is what the standings table saves.
+
+Run: `python bench/leaderboard.py` (or `make bench`). The last line is one JSON object with the keys:
+  users, predictions, seasons, runs                        scenario (runs: timed repetitions per query)
+  build_s, rebuild_standings_s                             bulk insert; standings rebuilt from scratch
+  lb_all_p1_{p50,p99}_ms, lb_all_deep_{p50,p99}_ms         /leaderboard all time, page 1 and the last page
+  lb_season_p1_{p50,p99}_ms, lb_season_deep_{p50,p99}_ms   /leaderboard of one season
+  stats_all_{p50,p99}_ms, stats_season_{p50,p99}_ms        /mystats of random members
+  stats_heaviest_p50_ms                                    /mystats of the most active member
+  naive_lb_all_p1_p50_ms                                   the all-time page aggregated from predictions
+  place_{p50,p99}_ms                                       one placement in a round
+  reveal_500_{p50,max}_ms                                  revealing a round of 5 repos and 500 predictions
+  *_ratio                                                  time / target (p99 for queries; < 1 meets it)
+Targets: 20 ms per /leaderboard and /mystats query, 250 ms per reveal (well inside Discord's 3 s reply window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.core.scoring import brier_points, group_relative_points, probability_of_loads  # noqa: E402
+from bot.services import predictions as game  # noqa: E402
+from bot.services.store import Store  # noqa: E402
+
+USERS, PREDICTIONS, SEASONS, REPOS, RUNS = 5_000, 200_000, 20, 20_000, 200
+GUILD, PAGE_SIZE, SEASON_DAYS = 1, 10, 30
+ROUNDS, ROUND_REPOS, ROUND_MEMBERS = 5, 5, 100
+QUERY_TARGET_MS, REVEAL_TARGET_MS = 20.0, 250.0
+DAY = 86_400.0
+T0 = 1_600_000_000.0
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def activity(rnd: random.Random) -> list[int]:
+    """Predictions per member: Zipf-like, at least 1 each, summing to PREDICTIONS."""
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(USERS)]
+    spare = PREDICTIONS - USERS
+    counts = [1 + int(spare * w / sum(weights)) for w in weights]
+    for i in rnd.sample(range(USERS), PREDICTIONS - sum(counts)):
+        counts[i] += 1
+    rnd.shuffle(counts)
+    return counts
+
+
+def build(path: Path, rnd: random.Random) -> None:
+    """Bulk insert in one transaction with plain sqlite3: seasons, then settled predictions with their points
+    and relative points (the service's formulas), as years of play would have left them."""
+    seasons = [(i + 1, GUILD, f"S{i + 1}", T0 + i * SEASON_DAYS * DAY, T0 + (i + 1) * SEASON_DAYS * DAY)
+               for i in range(SEASONS)]
+    rows, groups = [], defaultdict(list)
+    for user, count in enumerate(activity(rnd), start=1000):
+        for repo in rnd.sample(range(REPOS), count):
+            settled_at = T0 + rnd.random() * SEASONS * SEASON_DAYS * DAY
+            will_load, confidence, outcome = rnd.random() < 0.6, rnd.randint(50, 99), rnd.random() < 0.55
+            peeked = rnd.random() < 0.02
+            points = None if peeked else round(brier_points(probability_of_loads(will_load, confidence), outcome), 2)
+            row = [GUILD, user, f"bench/repo-{repo}", will_load, confidence, peeked,
+                   settled_at - rnd.uniform(3600, 10 * DAY), outcome, settled_at, points, None,
+                   int((settled_at - T0) // (SEASON_DAYS * DAY)) + 1]
+            rows.append(row)
+            if points is not None:
+                groups[row[2]].append(row)
+    for members in groups.values():
+        for row, rel in zip(members, group_relative_points([r[9] for r in members])):
+            row[10] = round(rel, 3)
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO seasons (id, guild_id, name, started_at, ended_at) VALUES (?, ?, ?, ?, ?)", seasons)
+        db.executemany(
+            "INSERT INTO predictions (guild_id, user_id, repo_id, will_load, confidence, status, peeked, created_at,"
+            " updated_at, outcome, settled_by, settled_at, points, relative_points, season_id)"
+            " VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, 'verdict', ?, ?, ?, ?)",
+            [(*r[:7], r[6], *r[7:]) for r in rows])  # updated_at = created_at
+
+
+async def timed(runs: int, make_call) -> list[float]:
+    """Milliseconds of each run; make_call(i) returns a fresh awaitable."""
+    out = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        await make_call(i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def naive_page(store: Store) -> None:
+    async with store.conn.execute(
+        "SELECT user_id, ROUND(SUM(points), 2) AS total, MAX(settled_at) AS reached FROM predictions"
+        " WHERE guild_id = ? AND status = 'settled' AND points IS NOT NULL GROUP BY user_id"
+        " ORDER BY total DESC, reached, user_id LIMIT ?", (GUILD, PAGE_SIZE)) as cur:
+        await cur.fetchall()
+
+
+async def play_rounds(store: Store, rnd: random.Random) -> tuple[list[float], list[float]]:
+    """ROUNDS rounds of ROUND_REPOS repos x ROUND_MEMBERS members: placement and reveal times (ms)."""
+    place_ms, reveal_ms = [], []
+    at = T0 + SEASONS * SEASON_DAYS * DAY
+    for k in range(ROUNDS):
+        repos = [f"bench/round-{k}-{i}" for i in range(ROUND_REPOS)]
+        r = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=repos, at=at)
+        for user in rnd.sample(range(1000, 1000 + USERS), ROUND_MEMBERS):
+            for repo in repos:
+                t0 = time.perf_counter()
+                await game.place_prediction(store, guild_id=GUILD, user_id=user, repo_id=repo,
+                                            will_load=rnd.random() < 0.5, confidence=rnd.randint(50, 99),
+                                            round_id=r.id, at=at + 1)
+                place_ms.append((time.perf_counter() - t0) * 1000)
+        await game.close_round(store, r.id, at=at + 2)
+        outcomes = {repo: (rnd.random() < 0.5, "verdict") for repo in repos}
+        t0 = time.perf_counter()
+        results = await game.reveal_round(store, r.id, outcomes, at=at + 3)
+        reveal_ms.append((time.perf_counter() - t0) * 1000)
+        assert sum(m.scored for m in results.members) == ROUND_REPOS * ROUND_MEMBERS
+        at += 10
+    return place_ms, reveal_ms
+
+
+async def main() -> dict:
+    rnd = random.Random(20240601)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.sqlite3"
+        store = await Store.open(path)
+        await store.migrate()
+        await store.close()
+        t0 = time.perf_counter()
+        build(path, rnd)
+        build_s = time.perf_counter() - t0
+
+        store = await Store.open(path)
+        t0 = time.perf_counter()
+        await game.rebuild_standings(store, GUILD)
+        rebuild_s = time.perf_counter() - t0
+
+        season = SEASONS // 2
+        last_all = (await game.leaderboard(store, GUILD, page_size=PAGE_SIZE, min_settled=1)).pages
+        last_season = (await game.leaderboard(store, GUILD, season_id=season, page_size=PAGE_SIZE,
+                                              min_settled=1)).pages
+        members = [rnd.randrange(1000, 1000 + USERS) for _ in range(RUNS)]
+        async with store.conn.execute("SELECT user_id FROM standings WHERE guild_id = ? AND season_id = 0"
+                                      " ORDER BY settled DESC LIMIT 1", (GUILD,)) as cur:
+            heaviest = (await cur.fetchone())[0]
+
+        def board(season_id, page):
+            return lambda i: game.leaderboard(store, GUILD, season_id=season_id, page=page, page_size=PAGE_SIZE,
+                                              min_settled=1)
+
+        ms = {
+            "lb_all_p1": await timed(RUNS, board(None, 1)),
+            "lb_all_deep": await timed(RUNS, board(None, last_all)),
+            "lb_season_p1": await timed(RUNS, board(season, 1)),
+            "lb_season_deep": await timed(RUNS, board(season, last_season)),
+            "stats_all": await timed(RUNS, lambda i: game.member_stats(store, GUILD, members[i], min_settled=1)),
+            "stats_season": await timed(RUNS, lambda i: game.member_stats(store, GUILD, members[i],
+                                                                          season_id=season, min_settled=1)),
+        }
+        heaviest_ms = await timed(20, lambda i: game.member_stats(store, GUILD, heaviest, min_settled=1))
+        naive_ms = await timed(20, lambda i: naive_page(store))
+        place_ms, reveal_ms = await play_rounds(store, rnd)
+        await store.close()
+
+    r: dict = {"users": USERS, "predictions": PREDICTIONS, "seasons": SEASONS, "runs": RUNS,
+               "build_s": round(build_s, 2), "rebuild_standings_s": round(rebuild_s, 3)}
+    for name, values in ms.items():
+        r[f"{name}_p50_ms"] = round(pct(values, 0.5), 3)
+        r[f"{name}_p99_ms"] = round(pct(values, 0.99), 3)
+    r["stats_heaviest_p50_ms"] = round(statistics.median(heaviest_ms), 3)
+    r["naive_lb_all_p1_p50_ms"] = round(statistics.median(naive_ms), 2)
+    r["place_p50_ms"], r["place_p99_ms"] = round(pct(place_ms, 0.5), 3), round(pct(place_ms, 0.99), 3)
+    r["reveal_500_p50_ms"], r["reveal_500_max_ms"] = round(statistics.median(reveal_ms), 2), round(max(reveal_ms), 2)
+    for name in ms:
+        r[f"{name}_ratio"] = round(r[f"{name}_p99_ms"] / QUERY_TARGET_MS, 3)
+    r["stats_heaviest_ratio"] = round(r["stats_heaviest_p50_ms"] / QUERY_TARGET_MS, 3)
+    r["naive_lb_all_p1_ratio"] = round(r["naive_lb_all_p1_p50_ms"] / QUERY_TARGET_MS, 3)
+    r["reveal_500_ratio"] = round(r["reveal_500_max_ms"] / REVEAL_TARGET_MS, 3)
+    return r
+
+
+def report(r: dict) -> None:
+    print(f"leaderboard benchmark: {r['users']:,} members, {r['predictions']:,} settled predictions, "
+          f"{r['seasons']} seasons; built in {r['build_s']:.1f} s, standings rebuilt in {r['rebuild_standings_s']:.2f} s\n")
+    rows = [
+        ("/leaderboard all time, page 1", "lb_all_p1"), ("/leaderboard all time, last page", "lb_all_deep"),
+        ("/leaderboard one season, page 1", "lb_season_p1"), ("/leaderboard one season, last page", "lb_season_deep"),
+        ("/mystats all time", "stats_all"), ("/mystats one season", "stats_season"),
+    ]
+    print(f"  {'query':<40}{'p50':>10}{'p99':>10}{'target':>10}{'p99/target':>12}")
+    for label, key in rows:
+        print(f"  {label:<40}{r[key + '_p50_ms']:>8.2f}ms{r[key + '_p99_ms']:>8.2f}ms{QUERY_TARGET_MS:>8.0f}ms"
+              f"{r[key + '_ratio']:>12.3f}")
+    print(f"  {'/mystats, most active member (p50)':<40}{r['stats_heaviest_p50_ms']:>8.2f}ms{'':>10}"
+          f"{QUERY_TARGET_MS:>8.0f}ms{r['stats_heaviest_ratio']:>12.3f}")
+    print(f"  {'all-time page 1 without standings (p50)':<40}{r['naive_lb_all_p1_p50_ms']:>8.2f}ms{'':>10}"
+          f"{QUERY_TARGET_MS:>8.0f}ms{r['naive_lb_all_p1_ratio']:>12.3f}")
+    print(f"\n  round of {ROUND_REPOS} repos x {ROUND_MEMBERS} members: placement p50 {r['place_p50_ms']:.2f} ms, "
+          f"p99 {r['place_p99_ms']:.2f} ms; reveal (500 predictions) p50 {r['reveal_500_p50_ms']:.1f} ms, "
+          f"max {r['reveal_500_max_ms']:.1f} ms = {r['reveal_500_ratio']:.3f} of the {REVEAL_TARGET_MS:.0f} ms target")
+    print(f"  standings make the all-time page {r['naive_lb_all_p1_p50_ms'] / r['lb_all_p1_p50_ms']:.0f}x faster "
+          "than aggregating the predictions")
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    report(asyncio.run(main()))

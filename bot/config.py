@@ -81,6 +81,14 @@ class TrialsConfig:
 
 
 @dataclass(frozen=True)
+class PredictionsConfig:
+    default_confidence: int = 70  # when /predict is given no confidence (50-99 %)
+    min_settled: int = 5  # scoring predictions a member needs before appearing on the leaderboard
+    page_size: int = 10  # leaderboard rows per page
+    round_reveal_by_trial: bool = True  # with trials enabled, /round reveal settles each repo by a real trial
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     file: str = ".canrun/canrun.log"
@@ -94,6 +102,7 @@ class Config:
     suggestions: SuggestionsConfig = field(default_factory=SuggestionsConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     trials: TrialsConfig = field(default_factory=TrialsConfig)
+    predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 
@@ -209,6 +218,10 @@ def _check_ranges(section: str, instance: Any) -> None:
         raise ConfigError(f"[trials] max_memory_fraction: expected a number in (0, 1], got {instance.max_memory_fraction}")
     if section == "trials" and not 1 <= instance.default_max_tokens <= instance.max_tokens_limit:
         raise ConfigError("[trials] default_max_tokens: expected 1 to max_tokens_limit")
+    if section == "predictions" and not 50 <= instance.default_confidence <= 99:
+        raise ConfigError(f"[predictions] default_confidence: expected 50 to 99, got {instance.default_confidence}")
+    if section == "predictions" and not 1 <= instance.page_size <= 25:
+        raise ConfigError(f"[predictions] page_size: expected 1 to 25, got {instance.page_size}")
     if section == "discord" and instance.gateway_url and not instance.gateway_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"[discord] gateway_url: expected a ws(s) URL, got {instance.gateway_url!r}")
     if section == "logging" and instance.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

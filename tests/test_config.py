@@ -15,9 +15,18 @@ def test_example_config_is_valid_and_complete():
     """config.example.toml documents every key with its default value."""
     from pathlib import Path
 
-    example = load_config(Path(__file__).parent.parent / "config.example.toml")
-    assert example.hub == Config().hub and example.memory == Config().memory
-    assert example.suggestions == Config().suggestions and example.discord == Config().discord
+    import dataclasses
+    import tomllib
+
+    path = Path(__file__).parent.parent / "config.example.toml"
+    example, defaults = load_config(path), Config()
+    raw = tomllib.loads(path.read_text())
+    for section in dataclasses.fields(Config):
+        if section.name == "base_dir":
+            continue
+        assert getattr(example, section.name) == getattr(defaults, section.name), section.name
+        keys = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
+        assert set(raw[section.name]) == keys, f"[{section.name}] keys missing from the example"
 
 
 def test_explicit_missing_file_is_an_error(tmp_path):
@@ -38,6 +47,8 @@ def test_explicit_missing_file_is_an_error(tmp_path):
         ({"discord": {"token": "abc"}}, "environment only"),
         ({"suggestions": {"github_api": "ftp://x"}}, "http"),
         ({"logging": {"level": "LOUD"}}, "level"),
+        ({"predictions": {"default_confidence": 40}}, r"\[predictions\] default_confidence: expected 50 to 99"),
+        ({"predictions": {"page_size": 50}}, r"\[predictions\] page_size"),
         ({"hub": {"max_retries": True}}, "expected an integer"),
     ],
 )

@@ -77,6 +77,15 @@ class QueueSettings:
     cache_dir: Path = Path(".canrun/models")
 
 
+async def first_judged_at(store: Store, repo_id: str) -> float | None:
+    """When a trial first showed whether this repo loads; None if none has yet. Trial results are posted in
+    public, so for the prediction game everyone has seen them from then on."""
+    async with store.conn.execute(
+        "SELECT MIN(finished_at) FROM trials WHERE repo_id = ? AND loaded IS NOT NULL", (repo_id,)) as cur:
+        row = await cur.fetchone()
+    return row[0]
+
+
 Listener = Callable[[Trial, TrialProgress | None], Awaitable[None]]
 
 
@@ -93,6 +102,7 @@ class TrialQueue:
         self._current: tuple[int, Any] | None = None  # (trial id, its TrialProcess)
         self._cancel_requested: dict[int, int] = {}
         self._task: asyncio.Task | None = None
+        self._finish_waiters: dict[int, list[asyncio.Future[Trial]]] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -156,6 +166,36 @@ class TrialQueue:
         for t in ahead:
             eta += max(0.0, per_trial - (time.time() - t.started_at)) if t.status == "running" and t.started_at else per_trial
         return len(ahead), eta
+
+    async def in_flight(self, repo_id: str) -> Trial | None:
+        """The queued or running trial of this repo, if there is one."""
+        return next((t for t in await self.waiting() if t.repo_id == repo_id), None)
+
+    async def latest_judged(self, repo_id: str, *, since: float = 0.0) -> Trial | None:
+        """The latest trial of this repo that finished after `since` and told whether load() succeeds."""
+        async with self.store.conn.execute(
+            "SELECT * FROM trials WHERE repo_id = ? AND loaded IS NOT NULL AND finished_at >= ?"
+            " ORDER BY finished_at DESC LIMIT 1", (repo_id, since)) as cur:
+            row = await cur.fetchone()
+        return Trial.from_row(row) if row else None
+
+    async def wait_finished(self, trial_id: int) -> Trial:
+        """Until the trial has ended, however it ends; returns it as it ended."""
+        waiter: asyncio.Future[Trial] = asyncio.get_running_loop().create_future()
+        self._finish_waiters.setdefault(trial_id, []).append(waiter)
+        try:
+            trial = await self.get(trial_id)  # registered first, so an end between the two is not missed
+            if trial is None:
+                raise KeyError(trial_id)
+            if trial.finished:
+                return trial
+            return await waiter
+        finally:
+            waiters = self._finish_waiters.get(trial_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._finish_waiters.pop(trial_id, None)
 
     async def typical_duration(self) -> float:
         """Median length of the last 20 trials that ran to an end."""
@@ -288,6 +328,10 @@ class TrialQueue:
         await self._notify(trial, None)
 
     async def _notify(self, trial: Trial, progress: TrialProgress | None) -> None:
+        if trial.finished:
+            for waiter in self._finish_waiters.get(trial.id, []):
+                if not waiter.done():
+                    waiter.set_result(trial)
         for listener in list(self.listeners):
             try:
                 await listener(trial, progress)

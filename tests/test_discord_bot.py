@@ -17,6 +17,9 @@ from tests.fakes.hub import FakeRepo
 from tests.fakes.hub_zoo import QWEN3, TOKENIZER_JSON, verdict_cases, weights
 
 
+GAME_COMMANDS = {"predict", "round", "leaderboard", "mystats", "season"}
+
+
 @pytest.fixture
 async def fake():
     fake = await FakeDiscord().start()
@@ -26,7 +29,7 @@ async def fake():
 
 @pytest.fixture
 def make_config(tmp_path, zoo_hub, github, fake, capability_table):
-    def make(trials: dict | None = None, **discord_keys):
+    def make(trials: dict | None = None, predictions: dict | None = None, **discord_keys):
         data = {
             "hub": {"endpoint": zoo_hub.endpoint, "max_retries": 1},
             "store": {"path": "canrun.sqlite3"},
@@ -35,6 +38,7 @@ def make_config(tmp_path, zoo_hub, github, fake, capability_table):
             "discord": {"guild_ids": [fake.guild_ids[0]], "canrun_cooldown_seconds": 0.0, **discord_keys},
             "logging": {"file": ""},
             "trials": trials or {},
+            "predictions": predictions or {},
         }
         return parse_config(data, base_dir=tmp_path)
 
@@ -97,7 +101,7 @@ def within_limits(payload) -> None:
 async def test_commands_are_registered_to_the_configured_guild(fake, start_bot):
     await start_bot()
     names = {c["name"]: c for c in fake.registered_commands(fake.guild_ids[0])}
-    assert set(names) == {"canrun", "canrun-sync"}
+    assert set(names) == {"canrun", "canrun-sync", *GAME_COMMANDS}
     options = {o["name"]: o for o in names["canrun"]["options"]}
     assert options["repo"]["required"] and options["repo"]["autocomplete"]
     assert set(options) == {"repo", "revision", "refresh"}

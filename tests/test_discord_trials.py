@@ -12,7 +12,7 @@ from bot.discord import safe
 from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK
 from tests.fakes.hub import FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
-from tests.test_discord_bot import fake, make_config, start_bot  # noqa: F401 - fixtures
+from tests.test_discord_bot import GAME_COMMANDS, fake, make_config, start_bot  # noqa: F401 - fixtures
 
 TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
 
@@ -33,7 +33,7 @@ async def final_trial_message(fake, predicate_text, timeout=60):
 
 async def test_trial_commands_exist_only_when_enabled(fake, start_bot):
     await start_bot()
-    assert {c["name"] for c in fake.registered_commands(fake.guild_ids[0])} == {"canrun", "canrun-sync"}
+    assert {c["name"] for c in fake.registered_commands(fake.guild_ids[0])} == {"canrun", "canrun-sync", *GAME_COMMANDS}
 
 
 async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):

@@ -19,16 +19,19 @@ from discord.ext import commands
 from bot.config import Config
 from bot.core.trial_policy import GB, TrialLimitsPolicy
 from bot.discord.cogs.admin import AdminCog
+from bot.core.verdicts import GATED, LOADS, Verdict
 from bot.discord.cogs.canrun import CanrunCog
+from bot.discord.cogs.predictions import PredictionsCog, RoundConfidenceSelect, RoundVoteButton
 from bot.discord.cogs.trials import CancelTrialButton, TrialsCog
 from bot.discord.reply import NO_MENTIONS
 from bot.discord.tree import CanrunTree
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
+from bot.services import predictions as game
 from bot.services.model_search import ModelSearch
 from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.store import Store
-from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue
+from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue, first_judged_at
 from bot.services.trial_runner import TrialLimits
 
 log = logging.getLogger("bot.discord")
@@ -58,11 +61,16 @@ class CanrunBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.config.path(self.config.store.path))
         await self.store.migrate()
+        stale = await game.release_stale_locks(self.store)  # no trial runs yet: these outlived a crash
+        if stale:
+            log.info("reopened predictions locked by trials that died with the last run: %s", ", ".join(stale))
         table = await load_capability_table(self.store)
         self.checker = make_checker(self.config, self.store, table)
         self.model_search = ModelSearch(self.checker.hub, timeout=self.config.discord.autocomplete_timeout_seconds)
         await self.add_cog(CanrunCog(self))
         await self.add_cog(AdminCog(self))
+        await self.add_cog(PredictionsCog(self))
+        self.add_dynamic_items(RoundVoteButton, RoundConfidenceSelect)
         if self.config.trials.enabled:
             await self._start_trials()
         await self.sync_commands()
@@ -102,12 +110,29 @@ class CanrunBot(commands.Bot):
             await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0, keep={trial.repo_id})
         except ModelCacheFull as e:
             raise TrialAborted(str(e)) from e
+        await game.lock_repo(self.store, trial.repo_id)  # nobody may predict while the answer is being found
 
     async def _after_trial(self, trial: Trial) -> None:
-        if self.config.trials.keep_after_trial:
-            await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
-        else:
-            await asyncio.to_thread(self.model_cache.remove, trial.repo_id)
+        try:
+            if trial.loaded is not None:  # the ground truth: it settles predictions in every guild
+                await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+        finally:
+            await game.unlock_repo(self.store, trial.repo_id)
+            if self.config.trials.keep_after_trial:
+                await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
+            else:
+                await asyncio.to_thread(self.model_cache.remove, trial.repo_id)
+
+    async def trial_seen_at(self, user_id: int, repo_id: str) -> float | None:
+        """For peeking: a trial's result is public, so everyone has seen it once it is posted."""
+        return await first_judged_at(self.store, repo_id)
+
+    async def settle_by_verdict(self, guild_id: int | None, verdict: Verdict) -> None:
+        """A /canrun answered in a server settles the open predictions there on that repo (a trial may later
+        overrule it). A gated repo's verdict says nothing about load(), so it settles nothing."""
+        if guild_id is None or verdict.verdict == GATED:
+            return
+        await game.settle_repo(self.store, guild_id, verdict.repo, verdict.verdict == LOADS, "verdict")
 
     def _command_hash(self) -> str:
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])

@@ -93,10 +93,12 @@ class CanrunCog(commands.Cog):
                          view=verdict_view(verdict, hub_url=hub_url))
 
     async def _record(self, interaction: discord.Interaction, verdict: Verdict) -> None:
+        """Remember who saw which answer (a later prediction of theirs is a peek), then settle predictions."""
         await self.bot.store.record_verdict(
             verdict.to_json(), source="discord", guild_id=interaction.guild_id,
             channel_id=interaction.channel_id, user_id=interaction.user.id,
         )
+        await self.bot.settle_by_verdict(interaction.guild_id, verdict)
 
     @canrun.autocomplete("repo")
     async def repo_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

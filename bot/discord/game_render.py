@@ -1,0 +1,110 @@
+"""The prediction game -> Discord embeds: round cards, round results, the leaderboard, a member's stats.
+
+Members are shown as <@id> mentions: Discord renders them as names, and allowed_mentions none keeps them silent.
+"""
+
+from __future__ import annotations
+
+import discord
+
+from bot.discord import safe
+from bot.services.predictions import LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season
+
+CONFIDENCE_CHOICES = (50, 60, 70, 80, 90, 95, 99)
+WILL_LOAD = {True: "loads", False: "won't load"}
+SOURCE_NOTE = {"trial": "by a real trial on this Mac", "verdict": "by canrun's static verdict"}
+
+
+def points(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}".replace("+0.00", "0.00")
+
+
+def prediction_line(p: Prediction) -> str:
+    """What a member said, in their own words back: "loads, 80 % sure"."""
+    line = f"{WILL_LOAD[p.will_load]}, {p.confidence} % sure"
+    if p.peeked:
+        line += " (after seeing the answer, so it will not score)"
+    return line
+
+
+def season_label(season: Season | None) -> str:
+    return f"season {safe.escape(season.name)}" if season else "all time"
+
+
+def round_header(rnd: Round) -> discord.Embed:
+    closes = f"Predictions close <t:{int(rnd.closes_at)}:R>." if rnd.closes_at else \
+        "Predictions stay open until a moderator closes the round."
+    embed = discord.Embed(
+        title=f"🎯 Round {rnd.id}: will `mlx_lm.load()` succeed?",
+        description=(f"Opened by <@{rnd.opened_by}>. For each model below, press **Loads** or **Won't load**, "
+                     f"then pick how sure you are. Confident and right earns the most; confident and wrong costs "
+                     f"the most. Don't peek: a prediction made after you checked the model does not score.\n{closes}"),
+        color=discord.Color.gold(),
+    )
+    return embed
+
+
+def round_repo_card(rnd: Round, position: int, hub_url: str) -> discord.Embed:
+    repo = rnd.repos[position - 1]
+    return discord.Embed(
+        title=safe.clip(f"{position}/{len(rnd.repos)} · {repo.repo_id}", safe.TITLE),
+        url=safe.safe_url(f"{hub_url}/{repo.repo_id}"),
+        description=f"Round {rnd.id}. Will it load in mlx-lm on this Mac?",
+        color=discord.Color.gold(),
+    )
+
+
+def round_results(results: RoundResults, hub_url: str) -> discord.Embed:
+    rnd = results.round
+    lines = []
+    for repo in rnd.repos:
+        name = safe.link(repo.repo_id, f"{hub_url}/{repo.repo_id}", 200)
+        if repo.void_reason is not None:
+            lines.append(f"🚫 {name}: voided ({safe.escape(safe.clip(repo.void_reason, 200))})")
+        elif repo.outcome is None:
+            lines.append(f"❔ {name}: not settled")
+        else:
+            mark = "✅" if repo.outcome else "❌"
+            lines.append(f"{mark} {name}: **{WILL_LOAD[repo.outcome]}**, {SOURCE_NOTE[repo.settled_by]}")
+    embed = discord.Embed(title=f"🎯 Round {rnd.id}: results",
+                          description=safe.clip("\n".join(lines), safe.DESCRIPTION), color=discord.Color.gold())
+    if results.members:
+        rows = [f"{i}. <@{m.user_id}> **{points(m.points)}** (vs group median {points(m.relative_points)})"
+                + (f", {m.peeked} peeked" if m.peeked else "")
+                for i, m in enumerate(results.members[:20], start=1)]
+        more = len(results.members) - 20
+        if more > 0:
+            rows.append(f"… and {more} more")
+        embed.add_field(name="Points", value=safe.clip("\n".join(rows), safe.FIELD_VALUE), inline=False)
+    else:
+        embed.add_field(name="Points", value="Nobody predicted in this round.", inline=False)
+    return safe.fit_embed(embed)
+
+
+def leaderboard(page: LeaderboardPage, season: Season | None, min_settled: int) -> discord.Embed:
+    title = f"🏆 Leaderboard, {season_label(season)}"
+    if not page.rows:
+        text = (f"Nobody has {min_settled} scored predictions here yet." if page.page == 1
+                else f"There is no page {page.page}; the last is {page.pages}.")
+        return discord.Embed(title=title, description=text, color=discord.Color.gold())
+    lines = [f"**{r.rank}.** <@{r.user_id}> **{points(r.points)}** · {r.accuracy:.0%} right of {r.settled}"
+             f" · vs median {points(r.relative_points)}" for r in page.rows]
+    embed = discord.Embed(title=title, description="\n".join(lines), color=discord.Color.gold())
+    embed.set_footer(text=f"Page {page.page} of {page.pages} · {page.members} members with at least "
+                          f"{min_settled} scored predictions · ties go to whoever got there first")
+    return embed
+
+
+def member_stats(stats: MemberStats, season: Season | None, min_settled: int) -> discord.Embed:
+    embed = discord.Embed(title=safe.clip(f"📈 Stats, {season_label(season)}", safe.TITLE),
+                          description=f"<@{stats.user_id}>", color=discord.Color.blurple())
+    rank = f"#{stats.rank}" if stats.rank else f"unranked (needs {min_settled} scored predictions)"
+    embed.add_field(name="Points", value=f"{points(stats.points)} · {rank}")
+    embed.add_field(name="Vs group median", value=points(stats.relative_points))
+    accuracy = "—" if stats.accuracy is None else f"{stats.accuracy:.0%} ({stats.correct} of {stats.settled})"
+    embed.add_field(name="Right", value=accuracy)
+    brier = "—" if stats.mean_brier is None else f"{stats.mean_brier:.3f} (0 is perfect, 0.25 is a coin flip)"
+    embed.add_field(name="Brier score", value=brier)
+    embed.add_field(name="Streak", value=f"{stats.current_streak} now, best {stats.best_streak}")
+    embed.add_field(name="Not scored", value=f"{stats.peeked} peeked · {stats.pending} waiting for an answer")
+    return embed

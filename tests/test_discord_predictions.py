@@ -1,0 +1,254 @@
+"""The prediction game through the fake Discord: /predict, rounds with buttons, reveal, leaderboard, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.core.repo_id import RepoRef
+from bot.services import predictions as game
+from tests.fakes.fake_discord import EPHEMERAL
+from tests.fakes.hub import FakeRepo
+from tests.fakes.tiny_model import tiny_llama_files
+from tests.test_discord_bot import embed_text, fake, make_config, start_bot  # noqa: F401 - fixtures
+
+LOADS_REPO = "mistralai/Mistral-7B-v0.1"  # the zoo's verdict: loads
+GGUF_REPO = "TheBloke/Llama-2-7B-GGUF"  # the zoo's verdict: unsupported_weights
+GAME = {"min_settled": 1}
+TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_repos(zoo_hub):
+    files = tiny_llama_files()
+    for name in ("game-lab/tiny-round", "game-lab/tiny-locked"):
+        zoo_hub.add_repo(FakeRepo(name, dict(files)))
+
+
+async def answer_of(fake, interaction) -> dict:
+    """The interaction's immediate response (callback) data."""
+    callback = await fake.wait_for_request("POST", f"/interactions/{interaction.id}/")
+    return callback.json.get("data") or {}
+
+
+async def private_answer(fake, interaction) -> str:
+    data = await answer_of(fake, interaction)
+    assert data.get("flags", 0) & EPHEMERAL, data
+    return data["content"]
+
+
+async def click(fake, custom_id, user, value=None) -> str:
+    if value is None:
+        interaction = await fake.send_component(custom_id, user=user)
+    else:
+        interaction = await fake.send_component(custom_id, component_type=3, values=[str(value)], user=user)
+    return await private_answer(fake, interaction)
+
+
+async def open_round(fake, repos: str) -> dict[int, int]:
+    """Open a round as the owner; returns the round card message id of each position."""
+    interaction = await fake.send_slash_command("round", {"repos": repos}, subcommand="open", user=fake.owner)
+    count = len(repos.split())
+    await fake.wait_for_request("POST", f"/webhooks/{fake.app_id}/{interaction.token}",
+                                predicate=lambda r: f"{count}/{count}" in json.dumps(r.json))
+    header = [r for r in fake.interaction_responses(interaction.id) if r.method == "PATCH"][-1].json
+    assert "Round" in header["embeds"][0]["title"] and header["allowed_mentions"] == {"parse": []}
+    cards = [m for m in fake.messages.values() if "canrun:round:" in json.dumps(m.get("components", []))]
+    return {i: int(m["id"]) for i, m in enumerate(cards, start=1)}
+
+
+async def results_message(fake, timeout=30) -> dict:
+    posted = await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages",
+                                         predicate=lambda r: "results" in json.dumps(r.json), timeout=timeout)
+    assert posted.json["allowed_mentions"] == {"parse": []}
+    return posted.json["embeds"][0]
+
+
+async def test_a_whole_round_by_verdict_with_a_restart_before_reveal(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    ada, bo, cy = (fake.make_user(name=n) for n in ("ada", "bo", "cy"))
+    ids = {name: int(u["user"]["id"]) for name, u in (("ada", ada), ("bo", bo), ("cy", cy))}
+    cards = await open_round(fake, f"{LOADS_REPO} {GGUF_REPO}")
+    card = fake.messages[cards[1]]
+    custom_ids = [c["custom_id"] for row in card["components"] for c in row["components"]]
+    assert custom_ids == ["canrun:round:1:1:yes", "canrun:round:1:1:no", "canrun:round:1:1:sure"]
+
+    assert "Press **Loads** or **Won't load** first" in await click(fake, "canrun:round:1:1:sure", ada, 90)
+    assert "loads, 70 % sure" in await click(fake, "canrun:round:1:1:yes", ada)  # the configured default
+    assert "loads, 90 % sure" in await click(fake, "canrun:round:1:1:sure", ada, 90)
+    assert "won't load, 70 % sure" in await click(fake, "canrun:round:1:1:no", bo)
+
+    await bot.close()  # the Mac restarts while the round is open: the cards must keep working
+    await asyncio.wait_for(bot.task, 10)
+    bot = await start_bot(predictions=GAME)
+
+    assert "won't load, 70 % sure" in await click(fake, "canrun:round:1:2:no", cy)
+    assert "won't load, 80 % sure" in await click(fake, "canrun:round:1:2:sure", cy, 80)
+    assert "first" in await click(fake, "canrun:round:1:2:sure", bo, 60)  # bo has no answer on this repo yet
+    close = await fake.send_slash_command("round", {}, subcommand="close", user=fake.owner)
+    assert "closed" in (await answer_of(fake, close))["content"]
+    assert "closed" in await click(fake, "canrun:round:1:1:yes", bo)  # too late to change
+
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    plan = await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+    assert "static verdict" in plan.json["content"] and "trial" not in plan.json["content"].replace("static", "")
+    embed = await results_message(fake)
+    text = embed_text({"embeds": [embed]})
+    assert f"✅ [{LOADS_REPO}]" in text and "by canrun's static verdict" in text
+    assert "❌ [TheBloke/Llama\\-2\\-7B\\-GGUF]" in text or "❌ [TheBloke/Llama-2-7B-GGUF]" in text
+    # ada: loads at 90 % and it loads: 100(1 - 0.1²) - 75 = 24. cy: won't load at 80 %, right: 100(1-0.2²)-75 = 21.
+    # bo: won't load at 70 % on a repo that loads: 100(1 - 0.7²) - 75 = -24.
+    points = embed["fields"][0]["value"]
+    assert points.index(f"<@{ids['ada']}> **+24.00**") < points.index(f"<@{ids['cy']}> **+21.00**") \
+        < points.index(f"<@{ids['bo']}> **-24.00**")
+
+    board = await fake.send_slash_command("leaderboard", {}, user=bo)
+    lines = (await answer_of(fake, board))["embeds"][0]["description"].splitlines()
+    assert [line.split("<@")[1].split(">")[0] for line in lines] == [str(ids[n]) for n in ("ada", "cy", "bo")]
+
+    stats = await fake.send_slash_command("mystats", {}, user=ada)
+    answered = await fake.wait_for_request("POST", f"/interactions/{stats.id}/")
+    assert answered.json["data"]["embeds"][0]["image"]["url"] == "attachment://calibration.png"
+    assert [f.filename for f in answered.files] == ["calibration.png"]
+    assert answered.files[0].data.startswith(b"\x89PNG")
+    assert "+24.00 · #1" in embed_text(answered.json["data"])
+
+
+async def test_concurrent_clicks_leave_one_prediction_and_its_history(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    await open_round(fake, LOADS_REPO)
+    members = [fake.make_user(name=f"m{i}") for i in range(6)]
+    clicks = [fake.send_component(f"canrun:round:1:1:{'yes' if i % 2 else 'no'}", user=m)
+              for m in members for i in range(3)]
+    interactions = await asyncio.gather(*clicks)
+    for interaction in interactions:
+        assert "Recorded in round 1" in await private_answer(fake, interaction)
+    for m in members:
+        user_id = int(m["user"]["id"])
+        p = await game.get_prediction(bot.store, fake.guild_ids[0], user_id, LOADS_REPO, 1)
+        history = await game.prediction_history(bot.store, p.id)
+        assert history[0].change == "placed" and all(h.change == "changed" for h in history[1:])
+        assert history[-1].will_load == p.will_load
+    rows = await bot.store.conn.execute_fetchall("SELECT COUNT(*) FROM predictions")
+    assert rows[0][0] == len(members)
+
+
+async def test_predict_outside_rounds_settles_on_canrun_and_peeks_do_not_score(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    guild = fake.guild_ids[0]
+    eve, finn = fake.make_user(name="eve"), fake.make_user(name="finn")
+    said = await fake.send_slash_command("predict", {"repo": GGUF_REPO, "will_load": "no", "confidence": 95}, user=eve)
+    assert "won't load, 95 % sure" in await private_answer(fake, said)
+    bad = await fake.send_slash_command("predict", {"repo": "not a repo!", "will_load": "yes"}, user=eve)
+    assert "org/name" in await private_answer(fake, bad) or "repo" in (await answer_of(fake, bad))["content"]
+
+    checked = await fake.send_slash_command("canrun", {"repo": GGUF_REPO}, user=finn)
+    await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
+                                predicate=lambda r: "Looking for" not in json.dumps(r.json))
+    p = await game.get_prediction(bot.store, guild, int(eve["user"]["id"]), GGUF_REPO)
+    assert p.status == "settled" and p.outcome is False and p.points == pytest.approx(24.75)
+
+    late = await fake.send_slash_command("predict", {"repo": GGUF_REPO, "will_load": "no"}, user=finn)
+    assert "after seeing the answer" in await private_answer(fake, late)
+    p = await game.get_prediction(bot.store, guild, int(finn["user"]["id"]), GGUF_REPO)
+    assert p.peeked and p.status == "open"
+
+
+async def test_members_cannot_run_rounds_or_seasons(fake, start_bot):
+    await start_bot(predictions=GAME)
+    commands = {c["name"]: c for c in fake.registered_commands(fake.guild_ids[0])}
+    assert int(commands["round"]["default_member_permissions"]) == 1 << 5
+    assert int(commands["season"]["default_member_permissions"]) == 1 << 5
+    member = fake.make_user(name="member")
+    tried = await fake.send_slash_command("round", {"repos": LOADS_REPO}, subcommand="open", user=member)
+    assert "not for you" in await private_answer(fake, tried)
+    tried = await fake.send_slash_command("season", {"name": "x"}, subcommand="start", user=member)
+    assert "not for you" in await private_answer(fake, tried)
+
+
+async def test_round_open_refuses_bad_lists_and_a_second_round(fake, start_bot):
+    await start_bot(predictions=GAME)
+    too_many = " ".join(f"org/m{i}" for i in range(6))
+    tried = await fake.send_slash_command("round", {"repos": too_many}, subcommand="open", user=fake.owner)
+    edit = await fake.wait_for_request("PATCH", f"{tried.token}/messages/@original")
+    assert "1 to 5 repos" in edit.json["content"] or "Not on Hugging Face" in edit.json["content"]
+    typo = await fake.send_slash_command("round", {"repos": "mistralai/Mistral-7B-v0.9"}, subcommand="open",
+                                         user=fake.owner)
+    edit = await fake.wait_for_request("PATCH", f"{typo.token}/messages/@original")
+    assert "Not on Hugging Face" in edit.json["content"]
+    await open_round(fake, LOADS_REPO)
+    again = await fake.send_slash_command("round", {"repos": GGUF_REPO}, subcommand="open", user=fake.owner)
+    edit = await fake.wait_for_request("PATCH", f"{again.token}/messages/@original")
+    assert "already in play" in edit.json["content"]
+
+
+async def test_void_seasons_and_leaderboard_pages(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    guild = fake.guild_ids[0]
+    started = await fake.send_slash_command("season", {"name": "Autumn"}, subcommand="start", user=fake.owner)
+    assert "Autumn" in (await answer_of(fake, started))["content"]
+    await open_round(fake, f"{LOADS_REPO} {GGUF_REPO}")
+    gus = fake.make_user(name="gus")
+    await click(fake, "canrun:round:1:1:yes", gus)
+    await click(fake, "canrun:round:1:2:yes", gus)
+    voided = await fake.send_slash_command("round", {"repo": GGUF_REPO, "reason": "repo changed @everyone"},
+                                           subcommand="void", user=fake.owner)
+    content = (await answer_of(fake, voided))["content"]
+    assert "1 predictions voided" in content and "@\u200beveryone" in content
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+    embed = await results_message(fake)
+    assert "voided (repo changed" in embed["description"]
+
+    ended = await fake.send_slash_command("season", {}, subcommand="end", user=fake.owner)
+    assert "has ended" in (await answer_of(fake, ended))["content"]
+    autumn = await fake.send_slash_command("leaderboard", {"season": "Autumn"}, user=gus)
+    board = (await answer_of(fake, autumn))["embeds"][0]
+    assert "season Autumn" in board["title"] and "+16.00" in board["description"]  # only the live repo scored
+    missing = await fake.send_slash_command("leaderboard", {"season": "Winter"}, user=gus)
+    assert "no season called Winter" in await private_answer(fake, missing)
+    far = await fake.send_slash_command("leaderboard", {"page": 9}, user=gus)
+    assert "no page 9" in (await answer_of(fake, far))["embeds"][0]["description"]
+    season = await game.season_by_name(bot.store, guild, "Autumn")
+    assert (await game.member_stats(bot.store, guild, int(gus["user"]["id"]), season_id=season.id)).settled == 1
+
+
+async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_hub):
+    bot = await start_bot(predictions=GAME, trials=TRIALS)
+    guild = fake.guild_ids[0]
+    hal = fake.make_user(name="hal")
+
+    # A trial running on a repo locks predictions on it, and its result settles them.
+    said = await fake.send_slash_command("predict", {"repo": "game-lab/tiny-locked", "will_load": "yes",
+                                                     "confidence": 80}, user=hal)
+    await private_answer(fake, said)
+    await bot.checker.check(RepoRef("game-lab/tiny-locked"))  # the verdict cached: only the download is slow
+    zoo_hub.slow_paths["tiny-locked/resolve/"] = 3
+    try:
+        await fake.send_slash_command("trial", {"repo": "game-lab/tiny-locked"}, user=fake.owner)
+        await fake.wait_for_request("PATCH", "/messages/", predicate=lambda r: "downloading" in json.dumps(r.json))
+        late = await fake.send_slash_command("predict", {"repo": "game-lab/tiny-locked", "will_load": "no"},
+                                             user=fake.make_user(name="ivy"))
+        assert "locked" in await private_answer(fake, late)
+        await fake.wait_for_request("PATCH", "/messages/", predicate=lambda r: "Numbers" in json.dumps(r.json),
+                                    timeout=60)
+    finally:
+        zoo_hub.slow_paths.clear()
+    for _ in range(50):
+        p = await game.get_prediction(bot.store, guild, int(hal["user"]["id"]), "game-lab/tiny-locked")
+        if p.status == "settled":
+            break
+        await asyncio.sleep(0.1)
+    assert (p.status, p.settled_by, p.outcome, p.points) == ("settled", "trial", True, 21.0)
+
+    # A round revealed by a real trial.
+    await open_round(fake, "game-lab/tiny-round")
+    await click(fake, "canrun:round:1:1:no", hal)
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    plan = await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+    assert "by trial #2" in plan.json["content"]
+    embed = await results_message(fake, timeout=60)
+    assert "loads**, by a real trial on this Mac" in embed["description"]
+    assert f"<@{hal['user']['id']}> **-24.00**" in embed["fields"][0]["value"]

@@ -25,6 +25,11 @@ def tiny_repos(zoo_hub):
     files = tiny_llama_files()
     for name in ("game-lab/tiny-round", "game-lab/tiny-locked"):
         zoo_hub.add_repo(FakeRepo(name, dict(files)))
+    # Metadata that passes every static gate, weights that do not match it: only a real load() finds out.
+    config = json.loads(files["config.json"])
+    broken = {**files, "config.json": json.dumps({**config, "num_hidden_layers": config["num_hidden_layers"] + 1})}
+    zoo_hub.add_repo(FakeRepo("game-lab/tiny-broken", {k: v.encode() if isinstance(v, str) else v
+                                                         for k, v in broken.items()}))
 
 
 async def answer_of(fake, interaction) -> dict:
@@ -252,3 +257,25 @@ async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_
     embed = await results_message(fake, timeout=60)
     assert "loads**, by a real trial on this Mac" in embed["description"]
     assert f"<@{hal['user']['id']}> **-24.00**" in embed["fields"][0]["value"]
+
+
+async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, start_bot):
+    bot = await start_bot(predictions=GAME, trials=TRIALS)
+    guild, repo = fake.guild_ids[0], "game-lab/tiny-broken"
+    jo = fake.make_user(name="jo")
+    said = await fake.send_slash_command("predict", {"repo": repo, "will_load": "yes", "confidence": 80}, user=jo)
+    await private_answer(fake, said)
+    checked = await fake.send_slash_command("canrun", {"repo": repo}, user=fake.make_user(name="kim"))
+    await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
+                                predicate=lambda r: "Looking for" not in json.dumps(r.json))
+    p = await game.get_prediction(bot.store, guild, int(jo["user"]["id"]), repo)
+    assert (p.settled_by, p.outcome, p.points) == ("verdict", True, 21.0)  # the static verdict: loads
+
+    await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)
+    note = await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages",
+                                       predicate=lambda r: "scored again" in json.dumps(r.json), timeout=60)
+    assert "does not load" in note.json["content"] and note.json["allowed_mentions"] == {"parse": []}
+    p = await game.get_prediction(bot.store, guild, int(jo["user"]["id"]), repo)
+    assert (p.settled_by, p.outcome, p.points, p.resettled) == ("trial", False, -39.0, True)
+    history = [h.change for h in await game.prediction_history(bot.store, p.id)]
+    assert history == ["placed", "settled", "resettled"]

@@ -31,6 +31,15 @@ async def final_trial_message(fake, predicate_text, timeout=60):
     return await fake.wait_for_request("PATCH", "/messages/", predicate=has, timeout=timeout)
 
 
+async def trial_end(bot, trial_id, timeout=60):
+    """The trial once it has ended (it is queued a moment after the /trial interaction is sent)."""
+    async def ended():
+        while await bot.trial_queue.get(trial_id) is None:
+            await asyncio.sleep(0.05)
+        return await bot.trial_queue.wait_finished(trial_id)
+    return await asyncio.wait_for(ended(), timeout)
+
+
 async def test_trial_commands_exist_only_when_enabled(fake, start_bot):
     await start_bot()
     assert {c["name"] for c in fake.registered_commands(fake.guild_ids[0])} == {"canrun", "canrun-sync", *GAME_COMMANDS}
@@ -122,3 +131,24 @@ async def test_expired_token_moves_progress_to_the_channel(fake, start_bot):
     done = await fake.wait_for_request("PATCH", f"/channels/{fake.channel_id}/messages/",
                                        predicate=lambda r: "Numbers" in json.dumps(r.json), timeout=60)
     assert done.json["allowed_mentions"] == {"parse": []}
+
+
+async def test_cache_budget_evicts_the_least_recently_used_model(fake, start_bot, tmp_path):
+    # Room for one tiny model (~190 kB on disk) but not two; models stay after their trial.
+    bot = await start_bot(trials={**TRIALS, "keep_after_trial": True, "cache_budget_gb": 0.0003})
+    cache = bot.model_cache
+    for number, repo in enumerate(("tiny-lab/llama-a", "tiny-lab/llama-b"), start=1):
+        await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)
+        trial = await trial_end(bot, number)
+        assert trial.status == "succeeded", trial.error
+        assert [m.repo_id for m in cache.models()] == [repo]  # the other one was evicted to make room
+    assert 0 < cache.usage() <= cache.budget_bytes
+
+
+async def test_a_model_bigger_than_the_cache_budget_fails_with_the_reason(fake, start_bot):
+    bot = await start_bot(trials={**TRIALS, "cache_budget_gb": 0.0001})
+    await fake.send_slash_command("trial", {"repo": "tiny-lab/llama-a"}, user=fake.owner)
+    failed = await final_trial_message(fake, "❌", timeout=30)
+    trial = await bot.trial_queue.get(1)
+    assert trial.status == "failed" and trial.error in json.dumps(failed.json, ensure_ascii=False)
+    assert bot.model_cache.models() == []

@@ -18,18 +18,19 @@ from discord.ext import commands
 
 from bot.config import Config
 from bot.core.trial_policy import GB, TrialLimitsPolicy
-from bot.discord.cogs.admin import AdminCog
 from bot.core.verdicts import GATED, LOADS, Verdict
+from bot.discord import safe
+from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.canrun import CanrunCog
 from bot.discord.cogs.predictions import PredictionsCog, RoundConfidenceSelect, RoundVoteButton
 from bot.discord.cogs.trials import CancelTrialButton, TrialsCog
 from bot.discord.reply import NO_MENTIONS
 from bot.discord.tree import CanrunTree
+from bot.services import predictions as game
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
-from bot.services import predictions as game
-from bot.services.model_search import ModelSearch
 from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
+from bot.services.model_search import ModelSearch
 from bot.services.store import Store
 from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue, first_judged_at
 from bot.services.trial_runner import TrialLimits
@@ -115,13 +116,30 @@ class CanrunBot(commands.Bot):
     async def _after_trial(self, trial: Trial) -> None:
         try:
             if trial.loaded is not None:  # the ground truth: it settles predictions in every guild
-                await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+                settlement = await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+                await self._announce_settlement(trial, settlement)
         finally:
             await game.unlock_repo(self.store, trial.repo_id)
             if self.config.trials.keep_after_trial:
                 await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
             else:
                 await asyncio.to_thread(self.model_cache.remove, trial.repo_id)
+
+    async def _announce_settlement(self, trial: Trial, settlement: game.Settlement) -> None:
+        """Say in the trial's channel what it settled, and which verdict-based scores it overturned."""
+        if trial.channel_id is None or not (settlement.settled or settlement.resettled):
+            return
+        answer = "loads" if trial.loaded else "does not load"
+        lines = [f"🎯 Trial #{trial.id} says **{safe.escape(trial.repo_id)}** {answer}."]
+        if settlement.settled:
+            lines.append(f"It settled {_count(settlement.settled, 'open prediction')}.")
+        if settlement.resettled:
+            lines.append(f"canrun's static verdict had said the opposite: {_count(settlement.resettled, 'prediction')} "
+                         "settled by that verdict were scored again by the trial.")
+        try:
+            await self.get_partial_messageable(trial.channel_id).send(" ".join(lines), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            log.warning("could not announce what trial #%s settled", trial.id, exc_info=True)
 
     async def trial_seen_at(self, user_id: int, repo_id: str) -> float | None:
         """For peeking: a trial's result is public, so everyone has seen it once it is posted."""
@@ -175,6 +193,10 @@ class CanrunBot(commands.Bot):
         if hasattr(self, "store"):
             await self.store.close()
         log.info("closed cleanly")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def setup_logging(config: Config) -> None:

@@ -498,3 +498,14 @@ async def test_seasons(store):
     assert [(r.user_id, r.points) for r in (await game.leaderboard(store, GUILD, season_id=s2.id,
                                                                    min_settled=1)).rows] == [(11, 16.0)]
     await assert_standings_match_a_rebuild(store)
+
+
+async def test_latest_round_prefers_the_one_in_play_else_the_last_revealed(store):
+    assert await game.latest_round(store, GUILD) is None
+    first = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/a"], at=T)
+    await game.close_round(store, first.id, at=T + 1)
+    await game.reveal_round(store, first.id, {"o/a": (True, "verdict")}, at=T + 2)
+    assert (await game.latest_round(store, GUILD)).id == first.id
+    second = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/b"], at=T + 3)
+    assert (await game.latest_round(store, GUILD)).id == second.id
+    assert await game.latest_round(store, OTHER_GUILD) is None

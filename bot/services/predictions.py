@@ -495,6 +495,13 @@ async def current_round(store: Store, guild_id: int) -> Round | None:
     return await _load_round(store.conn, row["id"]) if row else None
 
 
+async def latest_round(store: Store, guild_id: int) -> Round | None:
+    """The guild's round in play, else its last revealed one (a repo can be voided after the reveal)."""
+    row = await _one(store.conn, "SELECT id FROM rounds WHERE guild_id = ? ORDER BY status != 'revealed' DESC,"
+                                 " id DESC LIMIT 1", (guild_id,))
+    return await _load_round(store.conn, row["id"]) if row else None
+
+
 async def close_round(store: Store, round_id: int, *, at: float | None = None) -> Round:
     """Lock the round's predictions: no more placements or changes."""
     at = _now(at)

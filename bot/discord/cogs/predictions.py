@@ -245,7 +245,7 @@ class PredictionsCog(commands.Cog):
     @app_commands.check(_moderator_check)
     async def round_void(self, interaction: discord.Interaction, repo: str,
                          reason: app_commands.Range[str, 1, 200]) -> None:
-        rnd = await self._latest_round(interaction.guild_id)
+        rnd = await game.latest_round(self.bot.store, interaction.guild_id)
         try:
             ref = parse_repo(repo)
             if rnd is None:
@@ -360,14 +360,6 @@ class PredictionsCog(commands.Cog):
                     allowed_mentions=NO_MENTIONS)
         finally:
             self.revealing.discard(rnd.id)
-
-    async def _latest_round(self, guild_id: int) -> game.Round | None:
-        rnd = await game.current_round(self.bot.store, guild_id)
-        if rnd is not None:
-            return rnd
-        row = await self.bot.store.conn.execute_fetchall(
-            "SELECT id FROM rounds WHERE guild_id = ? ORDER BY id DESC LIMIT 1", (guild_id,))
-        return await game.get_round(self.bot.store, row[0][0]) if row else None
 
     @staticmethod
     async def _fail(interaction: discord.Interaction, text: str) -> None:

@@ -1,7 +1,8 @@
-"""The `canrun` command: check | list architectures | migrate | bot (and the internal trial-worker).
+"""The `canrun` command: check | list architectures | trial | migrate | bot (and the internal trial-worker).
 
 Exit codes (contract): 0 every repo got a verdict, 2 malformed input or configuration,
 1 a repo could not be checked (Hugging Face unreachable) or the store failed.
+`canrun trial` has its own (TRIAL_HELP): 0 loaded and generated, 1 refused / failed / timed out, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ Meanwhile the same verdicts work in the terminal:
   .venv/bin/canrun check mlx-community/Qwen3-0.6B-4bit
 """
 
+TRIAL_HELP = """\
+Download REPO, load it with mlx_lm.load() and generate a few tokens, in the same worker process as the bot's
+/trial: progress on stderr, the result on stdout.
+
+The verdict and the [trials] limits of the config come first (download size, memory share, free disk), and what
+the bot would refuse is refused here too. [trials] enabled is not needed: it lets Discord members start trials,
+while running this command is the owner's own choice. Models go to [trials] cache_dir, within cache_budget_gb,
+and are deleted after the trial unless keep_after_trial. Each phase has its [trials] time limit. Ctrl-C stops
+the trial and kills the worker.
+
+The result is not added to the bot's trial history (/trials): that table records Discord trials (who asked,
+where), and the end of a trial there also settles predictions, which is the bot's job.
+
+exit codes: 0 the model loaded and generated text; 1 no trial (refused by the verdict or the limits, Hugging
+Face unreachable), or the trial failed or timed out; 2 malformed input or configuration; 130 interrupted by
+Ctrl-C (128 + the signal number).
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short and friendly
@@ -55,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--refresh", action="store_true", help="ignore cached metadata")
     check.add_argument("--list-architectures", action="store_true",
                        help="print every model_type the installed mlx-lm accepts")
+
+    trial = sub.add_parser("trial", parents=[common], help="really load a model with mlx-lm here, with a progress bar",
+                           description=TRIAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    trial.add_argument("repo", metavar="REPO", help="org/name or a huggingface.co model URL")
+    trial.add_argument("--revision", help="branch, tag or commit (default: the repo's default branch)")
+    trial.add_argument("--prompt", help="what to generate from (default: [trials] default_prompt)")
+    trial.add_argument("--max-tokens", type=_positive_int, metavar="N",
+                       help="tokens to generate (default: [trials] default_max_tokens, at most max_tokens_limit)")
+    trial.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sub.add_parser("bot", parents=[common], help="run the Discord bot (token from DISCORD_TOKEN)")
@@ -93,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return asyncio.run(_check(args, config))
+        if args.command == "trial":
+            from bot.cli_trial import run_trial
+
+            return asyncio.run(run_trial(args, config))
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
         if args.command == "bot":
@@ -106,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-async def _open_store(config: Config):
+async def open_store(config: Config):
     from bot.services.store import Store
 
     store = await Store.open(config.path(config.store.path))
@@ -154,7 +186,7 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
     from bot.services.checker import make_checker
     from bot.services.hub import HubUnavailable
 
-    store = await _open_store(config)
+    store = await open_store(config)
     checker = None
     try:
         table = await load_capability_table(store)
@@ -180,6 +212,16 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
         if checker is not None:
             await checker.close()
         await store.close()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def _print_architectures(table, as_json: bool) -> None:

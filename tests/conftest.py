@@ -68,3 +68,11 @@ async def store(tmp_path):
     await s.migrate()
     yield s
     await s.close()
+
+
+async def seed_store(path, table: CapabilityTable) -> None:
+    """A database file, migrated, that already knows the installed mlx-lm's table (so no start probes again)."""
+    s = await Store.open(path)
+    await s.migrate()
+    await s.capability_table_put(table.mlx_lm_version, table.to_json())
+    await s.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.store import Store
+from tests.conftest import seed_store
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.threaded import LoopThread
 
@@ -31,10 +31,7 @@ def fake_discord():
 
 async def test_bot_process_answers_and_stops_on_sigterm(tmp_path, fake_discord, zoo_hub, github, capability_table):
     fake, loop = fake_discord
-    store = await Store.open(tmp_path / "canrun.sqlite3")
-    await store.migrate()
-    await store.capability_table_put(capability_table.mlx_lm_version, capability_table.to_json())
-    await store.close()
+    await seed_store(tmp_path / "canrun.sqlite3", capability_table)
     (tmp_path / "config.toml").write_text(
         f'[hub]\nendpoint = "{zoo_hub.endpoint}"\n[store]\npath = "canrun.sqlite3"\n'
         f'[suggestions]\ngithub_api = "{github.url}"\n'

@@ -9,6 +9,7 @@ import pytest
 
 from bot.cli import main
 from bot.services.store import Store
+from tests.conftest import seed_store
 from tests.fakes.hub_zoo import verdict_cases
 
 
@@ -23,13 +24,7 @@ def cli(tmp_path, zoo_hub, github, capability_table, monkeypatch, capsys):
     )
     monkeypatch.setenv("CANRUN_CONFIG", str(tmp_path / "config.toml"))
 
-    async def seed():
-        store = await Store.open(db)
-        await store.migrate()
-        await store.capability_table_put(capability_table.mlx_lm_version, capability_table.to_json())
-        await store.close()
-
-    asyncio.run(seed())
+    asyncio.run(seed_store(db, capability_table))
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))

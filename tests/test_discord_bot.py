@@ -11,7 +11,7 @@ import pytest
 from bot.config import parse_config
 from bot.discord import safe
 from bot.discord.app import CanrunBot
-from bot.services.store import Store
+from tests.conftest import seed_store
 from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK, FakeDiscord, patch_discord
 from tests.fakes.hub import FakeRepo
 from tests.fakes.hub_zoo import QWEN3, TOKENIZER_JSON, verdict_cases, weights
@@ -42,11 +42,8 @@ def make_config(tmp_path, zoo_hub, github, fake, capability_table):
         }
         return parse_config(data, base_dir=tmp_path)
 
-    async def seed():  # the mlx-lm table, so each bot start does not probe again
-        store = await Store.open(tmp_path / "canrun.sqlite3")
-        await store.migrate()
-        await store.capability_table_put(capability_table.mlx_lm_version, capability_table.to_json())
-        await store.close()
+    async def seed():
+        await seed_store(tmp_path / "canrun.sqlite3", capability_table)
 
     make.seed = seed  # awaited by start_bot, inside the test's event loop
     return make

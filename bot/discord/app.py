@@ -17,7 +17,7 @@ import yarl
 from discord.ext import commands
 
 from bot.config import Config
-from bot.core.trial_policy import GB, TrialLimitsPolicy
+from bot.core.trial_policy import GB
 from bot.core.verdicts import GATED, LOADS, Verdict
 from bot.discord import safe
 from bot.discord.cogs.admin import AdminCog
@@ -33,7 +33,7 @@ from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.model_search import ModelSearch
 from bot.services.store import Store
 from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue, first_judged_at
-from bot.services.trial_runner import TrialLimits
+from bot.services.trial_settings import trial_limits, trial_policy
 
 log = logging.getLogger("bot.discord")
 discord.VoiceClient.warn_nacl = False  # canrun never joins voice: no warning about PyNaCl in the owner's log
@@ -81,17 +81,13 @@ class CanrunBot(commands.Bot):
         cfg = self.config.trials
         cache_dir = self.config.path(cfg.cache_dir)
         self.model_cache = ModelCache(cache_dir, int(cfg.cache_budget_gb * GB))
-        self.trial_policy = TrialLimitsPolicy(
-            max_download_bytes=int(cfg.max_download_gb * GB),
-            max_memory_bytes=int(cfg.max_memory_fraction * self.checker.host.budget_bytes),
-            min_free_disk_bytes=int(cfg.min_free_disk_gb * GB),
-        )
+        self.trial_policy = trial_policy(self.config, self.checker.host)
         self.trial_queue = TrialQueue(
             self.store,
             QueueSettings(
                 queue_max=cfg.queue_max, per_user_queued=cfg.per_user_queued,
                 queued_ttl_seconds=cfg.queued_ttl_hours * 3600,
-                limits=TrialLimits(cfg.download_timeout_seconds, cfg.load_timeout_seconds, cfg.generate_timeout_seconds),
+                limits=trial_limits(self.config),
                 endpoint=self.config.hf_endpoint, hf_token=self.config.hf_token, cache_dir=cache_dir,
             ),
             before_run=self._before_trial, after_run=self._after_trial,

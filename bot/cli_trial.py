@@ -1,0 +1,108 @@
+"""`canrun trial REPO`: a real trial load in this terminal, for the Mac's owner. Progress on stderr, result on stdout.
+
+Exit codes: 0 the model loaded and generated text; 1 no trial (refused, or Hugging Face unreachable) or the trial
+failed or timed out; 2 malformed input or configuration; 128 + the signal when interrupted (130 for Ctrl-C).
+Its parser and help are in bot/cli.py, which imports this module only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from bot.cli import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE, open_store
+from bot.config import Config
+from bot.core.repo_id import RepoIdError, parse_repo
+from bot.render.progress import ProgressPrinter
+from bot.render.trial_result import refusal_json, render_trial, trial_json
+from bot.render.units import human_bytes
+from bot.services.capabilities import load_capability_table
+from bot.services.checker import make_checker
+from bot.services.hub import HubUnavailable
+from bot.services.local_trial import LocalTrial, running_bot_trials
+from bot.services.trial_runner import CANCELLED, SUCCEEDED
+
+
+async def run_trial(args: argparse.Namespace, config: Config) -> int:
+    cfg = config.trials
+    try:
+        ref = parse_repo(args.repo, args.revision)
+    except RepoIdError as e:
+        print(f"canrun: {args.repo!r}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    max_tokens = args.max_tokens or cfg.default_max_tokens
+    if max_tokens > cfg.max_tokens_limit:
+        print(f"canrun: --max-tokens can be at most {cfg.max_tokens_limit} here ([trials] max_tokens_limit)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    prompt = cfg.default_prompt if args.prompt is None else args.prompt
+
+    store = await open_store(config)
+    checker = None
+    try:
+        checker = make_checker(config, store, await load_capability_table(store))
+        try:
+            verdict = await checker.check(ref)
+        except HubUnavailable as e:
+            print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
+            return EXIT_UNCHECKED
+        await store.record_verdict(verdict.to_json(), source="cli")  # as `canrun check` does
+        local = LocalTrial(config, store, checker.host)
+        if reason := local.refusal(verdict):
+            print(f"canrun: no trial for {ref}: {reason.rstrip('.')}.", file=sys.stderr)
+            if args.json:
+                print(json.dumps(refusal_json(ref.repo_id, ref.revision, verdict.verdict, reason)), flush=True)
+            return EXIT_UNCHECKED
+        for trial_id, repo_id in await running_bot_trials(store):
+            print(f"canrun: note: the bot is running trial #{trial_id} ({repo_id}); both share this Mac's memory",
+                  file=sys.stderr)
+        print(f"canrun: {ref}: verdict loads, weights {human_bytes(verdict.weights_bytes)}; trial starting "
+              "(Ctrl-C stops it)", file=sys.stderr)
+        progress = ProgressPrinter(sys.stderr, max_tokens=max_tokens)
+        with _cancel_on_signals(local.cancel) as caught:
+            try:
+                outcome = await local.run(ref.repo_id, ref.revision, prompt, max_tokens, verdict.weights_bytes or 0,
+                                          progress)
+            finally:
+                progress.finish()
+    finally:
+        if checker is not None:
+            await checker.close()
+        await store.close()
+
+    if args.json:
+        print(json.dumps(trial_json(ref.repo_id, ref.revision, verdict.verdict, outcome, prompt=prompt,
+                                    max_tokens=max_tokens)), flush=True)
+    else:
+        print(render_trial(str(ref), outcome, prompt=prompt), flush=True)
+    if outcome.status == CANCELLED:
+        return 128 + (caught[0] if caught else signal.SIGINT)
+    return EXIT_OK if outcome.status == SUCCEEDED else EXIT_UNCHECKED
+
+
+@contextmanager
+def _cancel_on_signals(cancel: Callable[[], None]) -> Iterator[list[int]]:
+    """While the trial runs, Ctrl-C (or SIGTERM) cancels it: the worker's process group is killed and the run ends
+    as cancelled, instead of a KeyboardInterrupt landing anywhere. Yields the signals caught."""
+    loop = asyncio.get_running_loop()
+    caught: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int) -> None:
+        caught.append(signum)
+        cancel()
+
+    for signum in previous:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield caught
+    finally:
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
+            if handler is not None:  # e.g. asyncio.run's own Ctrl-C handler, for what follows
+                signal.signal(signum, handler)

@@ -1,0 +1,66 @@
+"""`canrun trial` output: how the trial ended, mlx-lm's numbers or error, then the generated text; or JSON."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from bot.render.progress import PHASE_WORDS
+from bot.render.units import human_bytes
+from bot.services.trial_runner import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
+
+REFUSED = "refused"  # not a TrialOutcome status: the trial never started
+
+
+def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
+    r = outcome.result
+    took = f" ({outcome.duration_seconds:.1f} s)"
+    while_ = PHASE_WORDS.get(outcome.phase or "", "starting")
+    if outcome.status == SUCCEEDED:
+        lines = [f"✅ {name}: mlx_lm.load() worked and the model generated text{took}."]
+    elif outcome.status == CANCELLED:
+        lines = [f"🛑 {name}: cancelled while {while_}{took}."]
+    elif outcome.status == TIMED_OUT:
+        lines = [f"⏱️ {name}: stopped while {while_}: {outcome.error}."]
+    else:
+        lines = [f"❌ {name}: the trial failed while {while_}{took}."]
+    if outcome.error and outcome.status not in (CANCELLED, TIMED_OUT):
+        lines += ["  " + line for line in terminal_safe(outcome.error).splitlines()]
+    numbers = [
+        f"load {r['load_seconds']:.2f} s" if r.get("load_seconds") is not None else None,
+        f"prompt {r['prompt_tps']:.1f} tok/s ({r.get('prompt_tokens', '?')} tokens)" if r.get("prompt_tps") else None,
+        f"generation {r['generation_tps']:.1f} tok/s ({r.get('generation_tokens', '?')} tokens)"
+        if r.get("generation_tps") else None,
+        f"peak memory {human_bytes(r['peak_memory_bytes'])}" if r.get("peak_memory_bytes") else None,
+    ]
+    if any(numbers):
+        lines.append("  " + " · ".join(n for n in numbers if n))
+    if "device" in r:
+        machine = f"{r['device']} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
+        if r.get("download_bytes") is not None:
+            machine += f" · downloaded {human_bytes(r['download_bytes'])}"
+        lines.append("  " + terminal_safe(machine))
+    if outcome.status == SUCCEEDED:
+        lines.append("  prompt: " + terminal_safe(prompt).replace("\n", " "))
+        lines += ["", terminal_safe(r.get("text", ""))]
+    return "\n".join(lines)
+
+
+def trial_json(repo: str, revision: str | None, verdict: str, outcome: TrialOutcome, *, prompt: str,
+               max_tokens: int) -> dict[str, Any]:
+    """One object: how it ended, then the worker's result fields (those known, after a failure)."""
+    return {
+        "repo": repo, "revision": revision, "verdict": verdict, "status": outcome.status, "phase": outcome.phase,
+        "error": outcome.error, "duration_seconds": round(outcome.duration_seconds, 3), "prompt": prompt,
+        "max_tokens": max_tokens, **{k: v for k, v in outcome.result.items() if k != "ok"},
+    }
+
+
+def refusal_json(repo: str, revision: str | None, verdict: str, reason: str) -> dict[str, Any]:
+    return {"repo": repo, "revision": revision, "verdict": verdict, "status": REFUSED, "reason": reason}
+
+
+def terminal_safe(text: str) -> str:
+    """Text a model (or its error) produced, shown verbatim except control characters: an escape sequence in
+    generated text must not drive the user's terminal."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else "�" for ch in text)

@@ -117,6 +117,24 @@ async def test_cancel_queued_and_running(store, tiny_hub, tmp_path):
     assert trial.loaded is True  # it got to generate: load() had worked
 
 
+async def test_cancel_while_the_trial_is_being_set_up_starts_no_worker(store, tiny_hub, tmp_path):
+    setting_up = asyncio.Event()
+
+    async def slow_setup(trial):  # e.g. the hub fetch and the cache eviction before a download
+        setting_up.set()
+        await asyncio.sleep(0.5)
+
+    queue = TrialQueue(store, settings(tiny_hub, tmp_path), before_run=slow_setup)
+    trial = await ask(queue, "tiny/a", user=1)
+    queue.start()
+    await setting_up.wait()
+    assert (await queue.get(trial.id)).status == "running"
+    await queue.cancel(trial.id, by_user=7)
+    ended = await wait_finished(queue, trial.id, timeout=10)
+    await queue.stop()
+    assert (ended.status, ended.cancelled_by, ended.phase, ended.loaded) == ("cancelled", 7, None, None)
+
+
 async def test_a_failing_setup_step_fails_the_trial_and_the_queue_goes_on(store, tiny_hub, tmp_path):
     async def no_room(trial):
         if trial.repo_id == "tiny/a":

@@ -102,7 +102,7 @@ async def test_a_model_that_does_not_load_fails_in_load_with_mlx_lms_message(hub
 
     outcome = await start_trial(spec(hub, "tiny/remote-code", tmp_path), TrialLimits()).run(broken_listener)
 
-    assert (outcome.status, outcome.phase) == ("failed", "load")
+    assert (outcome.status, outcome.phase, outcome.reported) == ("failed", "load", True)
     assert "custom module ('modeling_tiny.py')" in outcome.error and "trust_remote_code" in outcome.error
     assert outcome.result == {}
     assert "discord is down" in caplog.text  # logged, and the trial still went on to its end
@@ -182,7 +182,7 @@ async def test_a_worker_killed_from_outside_fails_and_the_next_trial_runs(hub, t
     os.kill(trial.pid, signal.SIGKILL)  # as the kernel's OOM killer would
     outcome = await running
 
-    assert (outcome.status, outcome.phase) == ("failed", "download")
+    assert (outcome.status, outcome.phase, outcome.reported) == ("failed", "download", False)
     assert outcome.error.startswith("the trial worker was killed by SIGKILL — often the system running out of memory")
     assert_group_gone(trial.pid)
 

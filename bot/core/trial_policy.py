@@ -36,10 +36,13 @@ def refusal(v: Verdict, limits: TrialLimitsPolicy, *, disk_available_bytes: int)
     return None
 
 
-def loaded_from(status: str, phase: str | None, reached_generate: bool) -> bool | None:
-    """Did mlx_lm.load() succeed? The ground truth for predictions, when the trial can tell."""
+def loaded_from(status: str, phase: str | None, reached_generate: bool, reported: bool) -> bool | None:
+    """Did mlx_lm.load() succeed? The ground truth for predictions, when the trial can tell.
+
+    Only an error that load() itself raised (reported by the worker) says no: a worker killed while loading
+    (out of memory because something else ran, a signal) says nothing about the model."""
     if status == "succeeded" or reached_generate:
         return True
-    if status == "failed" and phase == "load":
+    if status == "failed" and phase == "load" and reported:
         return False
     return None  # cancelled, timed out, failed while downloading or killed: load() was never judged

@@ -237,14 +237,18 @@ class TrialQueue:
         trial = await self.get(trial_id)
         if trial is None or trial.finished:
             return trial
-        if trial.status == "running" and self._current and self._current[0] == trial_id:
-            self._cancel_requested[trial_id] = by_user
-            self._current[1].cancel()  # the run loop records the outcome
-            return trial
         async with self.store.transaction() as db:
-            await db.execute(
+            cur = await db.execute(
                 "UPDATE trials SET status = 'cancelled', cancelled_by = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
                 (by_user, time.time(), trial_id))
+            was_queued = cur.rowcount == 1
+        if not was_queued:
+            # Running, or claimed a moment ago and still in its before_run step: the run loop sees the request
+            # before it starts the worker, or kills the worker now; either way it records the end.
+            self._cancel_requested[trial_id] = by_user
+            if self._current is not None and self._current[0] == trial_id:
+                self._current[1].cancel()
+            return await self.get(trial_id)
         trial = await self.get(trial_id)
         await self._notify(trial, None)
         return trial
@@ -292,6 +296,8 @@ class TrialQueue:
                          cache_dir=self.settings.cache_dir, hf_token=self.settings.hf_token)
         process = start_trial(spec, self.settings.limits)
         self._current = (trial.id, process)
+        if trial.id in self._cancel_requested:  # cancelled while it was being set up: no worker starts
+            process.cancel()
         reached_generate = False
 
         async def progress(p: TrialProgress) -> None:
@@ -307,7 +313,7 @@ class TrialQueue:
             outcome: TrialOutcome = await process.run(progress)
         finally:
             self._current = None
-        loaded = loaded_from(outcome.status, outcome.phase, reached_generate)
+        loaded = loaded_from(outcome.status, outcome.phase, reached_generate, outcome.reported)
         await self._finish(trial.id, outcome.status, outcome.phase, outcome.error, outcome.result, loaded,
                            cancelled_by=self._cancel_requested.pop(trial.id, None))
 
@@ -319,6 +325,7 @@ class TrialQueue:
                 " finished_at = ? WHERE id = ?",
                 (status, phase, error, json.dumps(result), None if loaded is None else int(loaded), cancelled_by,
                  time.time(), trial_id))
+        self._cancel_requested.pop(trial_id, None)
         trial = await self.get(trial_id)
         if self.after_run is not None:
             try:

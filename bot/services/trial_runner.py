@@ -70,6 +70,7 @@ class TrialOutcome:
     error: str | None
     duration_seconds: float
     result: dict[str, Any]  # the worker's result fields; after a failure only what is known, e.g. load_seconds
+    reported: bool = False  # a failure the worker itself reported (e.g. mlx-lm raised), not a death or a kill
 
 
 ProgressCallback = Callable[[TrialProgress], Awaitable[None] | None]
@@ -168,7 +169,8 @@ class TrialProcess:
             return TrialOutcome(SUCCEEDED, phase, None, duration, reports.result)
         if reports.error is not None:
             error = str(reports.error.get("message") or reports.error.get("type") or "unknown error")
-            return TrialOutcome(FAILED, reports.error.get("phase", phase), error, duration, reports.partial_result())
+            return TrialOutcome(FAILED, reports.error.get("phase", phase), error, duration, reports.partial_result(),
+                                reported=True)
         if stopped == HUNG:
             error = "the trial worker stopped reporting without a result and did not exit"
         else:

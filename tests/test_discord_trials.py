@@ -114,7 +114,10 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         refused = await fake.wait_for_request("POST", f"/interactions/{stranger.id}/")
         assert refused.json["data"]["flags"] & EPHEMERAL and "Only whoever asked" in refused.json["data"]["content"]
         owner = await fake.send_component("canrun:trial:cancel:2", user=fake.owner)
-        await fake.wait_for_request("POST", f"/interactions/{owner.id}/")
+        deferred = await fake.wait_for_request("POST", f"/interactions/{owner.id}/")
+        assert deferred.json["type"] == 5 and deferred.json["data"]["flags"] & EPHEMERAL  # answered at once
+        said = await fake.wait_for_request("POST", f"/webhooks/{fake.app_id}/{owner.token}")
+        assert "Cancelling trial #2" in said.json["content"]
         cancelled = await final_trial_message(fake, "Cancelled.", timeout=10)
         assert "Cancelled by" in cancelled.json["embeds"][0]["description"]
         assert (await bot.trial_queue.get(2)).status == "cancelled"

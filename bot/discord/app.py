@@ -29,6 +29,7 @@ from bot.discord.tree import CanrunTree
 from bot.services import predictions as game
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
+from bot.services.hub import HubUnavailable
 from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.model_search import ModelSearch
 from bot.services.store import Store
@@ -102,7 +103,10 @@ class CanrunBot(commands.Bot):
         return free_disk_bytes(self.model_cache.cache_dir) + self.model_cache.usage()
 
     async def _before_trial(self, trial: Trial) -> None:
-        meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
+        try:
+            meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
+        except HubUnavailable as e:
+            raise TrialAborted(f"Hugging Face could not be reached ({e})") from e
         try:
             await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0, keep={trial.repo_id})
         except ModelCacheFull as e:

@@ -64,6 +64,8 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
         if trial.finished:
             await send_ephemeral(interaction, f"Trial #{trial.id} has already ended ({trial.status}).")
             return
+        # Answer within Discord's 3 s first: cancelling edits the trial's message, which may wait on rate limits.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         await bot.trial_queue.cancel(trial.id, interaction.user.id)
         await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")
 

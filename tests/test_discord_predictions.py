@@ -16,6 +16,7 @@ from tests.test_discord_bot import embed_text, fake, make_config, start_bot  # n
 
 LOADS_REPO = "mistralai/Mistral-7B-v0.1"  # the zoo's verdict: loads
 GGUF_REPO = "TheBloke/Llama-2-7B-GGUF"  # the zoo's verdict: unsupported_weights
+GATED_REPO = "meta-llama/Llama-3.1-8B"  # the zoo's verdict: gated
 GAME = {"min_settled": 1}
 TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
 
@@ -159,6 +160,24 @@ async def test_predict_outside_rounds_settles_on_canrun_and_peeks_do_not_score(f
     assert "after seeing the answer" in await private_answer(fake, late)
     p = await game.get_prediction(bot.store, guild, int(finn["user"]["id"]), GGUF_REPO)
     assert p.peeked and p.status == "open"
+    # finn's answer was posted in the channel: a member who only read it has peeked as well.
+    reader = await fake.send_slash_command("predict", {"repo": GGUF_REPO, "will_load": "no"},
+                                           user=fake.make_user(name="gil"))
+    assert "after seeing the answer" in await private_answer(fake, reader)
+
+
+async def test_answers_about_another_revision_or_a_gated_repo_settle_nothing(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    guild, hana = fake.guild_ids[0], fake.make_user(name="hana")
+    for repo in (LOADS_REPO, GATED_REPO):
+        said = await fake.send_slash_command("predict", {"repo": repo, "will_load": "yes"}, user=hana)
+        await private_answer(fake, said)
+    for options in ({"repo": LOADS_REPO, "revision": "main"}, {"repo": GATED_REPO}):
+        checked = await fake.send_slash_command("canrun", options, user=fake.make_user(name="ian"))
+        await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
+                                    predicate=lambda r: "Looking for" not in json.dumps(r.json))
+    for repo in (LOADS_REPO, GATED_REPO):
+        assert (await game.get_prediction(bot.store, guild, int(hana["user"]["id"]), repo)).status == "open"
 
 
 async def test_members_cannot_run_rounds_or_seasons(fake, start_bot):
@@ -279,3 +298,16 @@ async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, sta
     assert (p.settled_by, p.outcome, p.points, p.resettled) == ("trial", False, -39.0, True)
     history = [h.change for h in await game.prediction_history(bot.store, p.id)]
     assert history == ["placed", "settled", "resettled"]
+
+
+async def test_reveal_voids_a_repo_whose_answer_says_nothing_about_load(fake, start_bot):
+    await start_bot(predictions=GAME)
+    await open_round(fake, f"{LOADS_REPO} {GATED_REPO}")
+    jan = fake.make_user(name="jan")
+    await click(fake, "canrun:round:1:1:yes", jan)
+    await click(fake, "canrun:round:1:2:no", jan)
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    plan = await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+    assert "voided: Hugging Face now says gated" in plan.json["content"]
+    embed = await results_message(fake)
+    assert "🚫" in embed["description"] and f"<@{jan['user']['id']}> **+16.00**" in embed["fields"][0]["value"]

@@ -18,7 +18,6 @@ from discord.ext import commands
 
 from bot.config import Config
 from bot.core.trial_policy import GB
-from bot.core.verdicts import GATED, LOADS, Verdict
 from bot.discord import safe
 from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.canrun import CanrunCog
@@ -29,11 +28,12 @@ from bot.discord.tree import CanrunTree
 from bot.services import predictions as game
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
+from bot.services.game_events import GameEvents
 from bot.services.hub import HubUnavailable
 from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.model_search import ModelSearch
 from bot.services.store import Store
-from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue, first_judged_at
+from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue
 from bot.services.trial_settings import trial_limits, trial_policy
 
 log = logging.getLogger("bot.discord")
@@ -66,6 +66,7 @@ class CanrunBot(commands.Bot):
         stale = await game.release_stale_locks(self.store)  # no trial runs yet: these outlived a crash
         if stale:
             log.info("reopened predictions locked by trials that died with the last run: %s", ", ".join(stale))
+        self.game_events = GameEvents(self.store)
         table = await load_capability_table(self.store)
         self.checker = make_checker(self.config, self.store, table)
         self.model_search = ModelSearch(self.checker.hub, timeout=self.config.discord.autocomplete_timeout_seconds)
@@ -111,15 +112,14 @@ class CanrunBot(commands.Bot):
             await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0, keep={trial.repo_id})
         except ModelCacheFull as e:
             raise TrialAborted(str(e)) from e
-        await game.lock_repo(self.store, trial.repo_id)  # nobody may predict while the answer is being found
+        await self.game_events.trial_starting(trial)
 
     async def _after_trial(self, trial: Trial) -> None:
         try:
-            if trial.loaded is not None:  # the ground truth: it settles predictions in every guild
-                settlement = await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+            settlement = await self.game_events.trial_ended(trial)
+            if settlement is not None:
                 await self._announce_settlement(trial, settlement)
         finally:
-            await game.unlock_repo(self.store, trial.repo_id)
             if self.config.trials.keep_after_trial:
                 await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
             else:
@@ -140,17 +140,6 @@ class CanrunBot(commands.Bot):
             await self.get_partial_messageable(trial.channel_id).send(" ".join(lines), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException:
             log.warning("could not announce what trial #%s settled", trial.id, exc_info=True)
-
-    async def trial_seen_at(self, user_id: int, repo_id: str) -> float | None:
-        """For peeking: a trial's result is public, so everyone has seen it once it is posted."""
-        return await first_judged_at(self.store, repo_id)
-
-    async def settle_by_verdict(self, guild_id: int | None, verdict: Verdict) -> None:
-        """A /canrun answered in a server settles the open predictions there on that repo (a trial may later
-        overrule it). A gated repo's verdict says nothing about load(), so it settles nothing."""
-        if guild_id is None or verdict.verdict == GATED:
-            return
-        await game.settle_repo(self.store, guild_id, verdict.repo, verdict.verdict == LOADS, "verdict")
 
     def _command_hash(self) -> str:
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])

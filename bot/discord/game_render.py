@@ -19,6 +19,17 @@ def points(value: float | None) -> str:
     return "—" if value is None else f"{value:+.2f}".replace("+0.00", "0.00")
 
 
+def whole_lines(rows: list[str], limit: int) -> str:
+    """As many whole rows as fit in `limit` characters, then "… and N more" (a cut row could break a mention)."""
+    shown: list[str] = []
+    for i, row in enumerate(rows):
+        more = f"\n… and {len(rows) - i} more"
+        if len("\n".join([*shown, row])) + (len(more) if i < len(rows) - 1 else 0) > limit:
+            return "\n".join(shown) + more
+        shown.append(row)
+    return "\n".join(shown)
+
+
 def prediction_line(p: Prediction) -> str:
     """What a member said, in their own words back: "loads, 80 % sure"."""
     line = f"{WILL_LOAD[p.will_load]}, {p.confidence} % sure"
@@ -71,11 +82,8 @@ def round_results(results: RoundResults, hub_url: str) -> discord.Embed:
     if results.members:
         rows = [f"{i}. <@{m.user_id}> **{points(m.points)}** (vs group median {points(m.relative_points)})"
                 + (f", {m.peeked} peeked" if m.peeked else "")
-                for i, m in enumerate(results.members[:20], start=1)]
-        more = len(results.members) - 20
-        if more > 0:
-            rows.append(f"… and {more} more")
-        embed.add_field(name="Points", value=safe.clip("\n".join(rows), safe.FIELD_VALUE), inline=False)
+                for i, m in enumerate(results.members, start=1)]
+        embed.add_field(name="Points", value=whole_lines(rows, safe.FIELD_VALUE), inline=False)
     else:
         embed.add_field(name="Points", value="Nobody predicted in this round.", inline=False)
     return safe.fit_embed(embed)

@@ -226,6 +226,18 @@ async def seen_at(store: Store, user_id: int, repo_id: str, *,
     return min((t for t in times if t is not None), default=None)
 
 
+async def shown_in_guild_at(store: Store, guild_id: int, repo_id: str) -> float | None:
+    """When this repo's answer was first posted in public in this guild: a /canrun there (any member's) or a
+    revealed round. Everyone in the guild could have seen it from then on."""
+    verdicts = await _one(store.conn, "SELECT MIN(created_at) FROM verdict_history WHERE repo_id = ?"
+                                      " AND guild_id = ? AND verdict NOT IN ('gated', 'not_found')",
+                          (repo_id, guild_id))
+    rounds = await _one(store.conn, "SELECT MIN(r.revealed_at) FROM rounds r JOIN round_repos rr ON rr.round_id = r.id"
+                                    " WHERE r.guild_id = ? AND rr.repo_id = ? AND r.revealed_at IS NOT NULL"
+                                    " AND rr.void_reason IS NULL", (guild_id, repo_id))
+    return min((t for t in (verdicts[0], rounds[0]) if t is not None), default=None)
+
+
 # ---- placing -------------------------------------------------------------------------------------
 
 

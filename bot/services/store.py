@@ -196,6 +196,11 @@ class Store:
             )
             return cur.lastrowid
 
+    async def update_verdict_payload(self, row_id: int, verdict: dict[str, Any]) -> None:
+        """The same verdict, completed (suggestions arrive after it was first shown and recorded)."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE verdict_history SET payload = ? WHERE id = ?", (json.dumps(verdict), row_id))
+
     async def recent_verdict(self, repo_id: str, revision: str | None, mlx_lm_version: str,
                              since: float) -> tuple[dict[str, Any], float] | None:
         """The newest verdict for this repo and revision under this mlx-lm, if given after `since`."""

@@ -81,7 +81,8 @@ async def first_judged_at(store: Store, repo_id: str) -> float | None:
     """When a trial first showed whether this repo loads; None if none has yet. Trial results are posted in
     public, so for the prediction game everyone has seen them from then on."""
     async with store.conn.execute(
-        "SELECT MIN(finished_at) FROM trials WHERE repo_id = ? AND loaded IS NOT NULL", (repo_id,)) as cur:
+        "SELECT MIN(finished_at) FROM trials WHERE repo_id = ? AND revision IS NULL AND loaded IS NOT NULL",
+        (repo_id,)) as cur:
         row = await cur.fetchone()
     return row[0]
 
@@ -168,13 +169,14 @@ class TrialQueue:
         return len(ahead), eta
 
     async def in_flight(self, repo_id: str) -> Trial | None:
-        """The queued or running trial of this repo, if there is one."""
-        return next((t for t in await self.waiting() if t.repo_id == repo_id), None)
+        """The queued or running trial of this repo's default branch, if there is one."""
+        return next((t for t in await self.waiting() if t.repo_id == repo_id and t.revision is None), None)
 
     async def latest_judged(self, repo_id: str, *, since: float = 0.0) -> Trial | None:
-        """The latest trial of this repo that finished after `since` and told whether load() succeeds."""
+        """The latest trial of this repo's default branch that finished after `since` and told whether load()
+        succeeds."""
         async with self.store.conn.execute(
-            "SELECT * FROM trials WHERE repo_id = ? AND loaded IS NOT NULL AND finished_at >= ?"
+            "SELECT * FROM trials WHERE repo_id = ? AND revision IS NULL AND loaded IS NOT NULL AND finished_at >= ?"
             " ORDER BY finished_at DESC LIMIT 1", (repo_id, since)) as cur:
             row = await cur.fetchone()
         return Trial.from_row(row) if row else None
@@ -209,7 +211,9 @@ class TrialQueue:
     # ---- changes -------------------------------------------------------------------------------
 
     async def enqueue(self, *, repo_id: str, revision: str | None, requested_by: int, guild_id: int | None,
-                      channel_id: int | None, prompt: str, max_tokens: int, verdict: str | None) -> Trial:
+                      channel_id: int | None, prompt: str, max_tokens: int, verdict: str | None,
+                      per_user_limit: bool = True) -> Trial:
+        """Queue a trial. `per_user_limit=False` for the bot's own trials (a round's reveal queues one per repo)."""
         async with self.store.transaction() as db:
             async with db.execute("SELECT requested_by, repo_id, revision, id FROM trials WHERE status = 'queued'") as cur:
                 queued = await cur.fetchall()
@@ -218,7 +222,7 @@ class TrialQueue:
             same = [r for r in queued if r[1] == repo_id and r[2] == revision]
             if same:
                 raise TrialRefused(f"`{repo_id}` is already queued as trial #{same[0][3]}.")
-            if sum(1 for r in queued if r[0] == requested_by) >= self.settings.per_user_queued:
+            if per_user_limit and sum(1 for r in queued if r[0] == requested_by) >= self.settings.per_user_queued:
                 raise TrialRefused(f"You already have {self.settings.per_user_queued} trials waiting.")
             cur = await db.execute(
                 "INSERT INTO trials (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens,"

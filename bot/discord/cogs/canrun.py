@@ -84,21 +84,24 @@ class CanrunCog(commands.Cog):
 
         suggestions = asyncio.create_task(checker.add_suggestions(verdict))
         done, _ = await asyncio.wait({suggestions}, timeout=SUGGESTION_GRACE_SECONDS)
+        row = await self._record(interaction, verdict)  # before anyone can see the answer
         if not done:
             await reply.edit(embed=verdict_embed(verdict, checker.host, hub_url=hub_url, suggestions_pending=True),
                              view=verdict_view(verdict, hub_url=hub_url))
         await suggestions
-        await self._record(interaction, verdict)
+        await bot.store.update_verdict_payload(row, verdict.to_json())
         await reply.edit(embed=verdict_embed(verdict, checker.host, hub_url=hub_url),
                          view=verdict_view(verdict, hub_url=hub_url))
 
-    async def _record(self, interaction: discord.Interaction, verdict: Verdict) -> None:
-        """Remember who saw which answer (a later prediction of theirs is a peek), then settle predictions."""
-        await self.bot.store.record_verdict(
+    async def _record(self, interaction: discord.Interaction, verdict: Verdict) -> int:
+        """Remember where and to whom the answer is shown (a later prediction is then a peek), and settle the
+        predictions it answers. Returns the history row."""
+        row = await self.bot.store.record_verdict(
             verdict.to_json(), source="discord", guild_id=interaction.guild_id,
             channel_id=interaction.channel_id, user_id=interaction.user.id,
         )
-        await self.bot.settle_by_verdict(interaction.guild_id, verdict)
+        await self.bot.game_events.verdict_shown(interaction.guild_id, verdict)
+        return row
 
     @canrun.autocomplete("repo")
     async def repo_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -21,12 +21,13 @@ from discord.ext import commands
 
 from bot.core.repo_id import RepoIdError, parse_repo
 from bot.core.trial_policy import refusal
-from bot.core.verdicts import LOADS, NOT_FOUND
+from bot.core.verdicts import LOADS, NOT_FOUND, Verdict
 from bot.discord import game_render as render
 from bot.discord import safe
-from bot.discord.cogs.trials import is_moderator
+from bot.discord.checks import moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral
 from bot.services import predictions as game
+from bot.services.game_events import settles
 from bot.services.hub import HubUnavailable
 from bot.services.trial_queue import TrialRefused
 
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 MAX_CLOSES_IN_MINUTES = 7 * 24 * 60
 
 
-async def _moderator_check(interaction: discord.Interaction) -> bool:
-    return is_moderator(interaction.client, interaction.user)
-
-
 async def _place(interaction: discord.Interaction, repo_id: str, will_load: bool, confidence: int,
                  round_id: int | None) -> None:
     """Place or change a prediction and tell the member privately what was recorded."""
@@ -48,7 +45,8 @@ async def _place(interaction: discord.Interaction, repo_id: str, will_load: bool
     try:
         prediction = await game.place_prediction(
             bot.store, guild_id=interaction.guild_id, user_id=interaction.user.id, repo_id=repo_id,
-            will_load=will_load, confidence=confidence, round_id=round_id, also_seen=bot.trial_seen_at)
+            will_load=will_load, confidence=confidence, round_id=round_id,
+            also_seen=bot.game_events.seen_in(interaction.guild_id))
     except game.Refused as e:
         await send_ephemeral(interaction, safe.escape(str(e)))
         return
@@ -148,6 +146,9 @@ class RevealPlan:
     trials: dict[str, int]
     verdicts: dict[str, bool]
     unknown: list[str]  # neither possible (Hugging Face unreachable): the reveal waits
+    no_trial: dict[str, str]  # repo -> why the verdict settles it although trials are on
+    voided: dict[str, str]  # repo -> why it was taken out (its answer says nothing about load())
+    answers: dict[str, bool]  # repo -> the verdict's answer, also the fallback of a trial that cannot tell
 
 
 class PredictionsCog(commands.Cog):
@@ -195,7 +196,7 @@ class PredictionsCog(commands.Cog):
     @round_group.command(name="open", description="Open a round: up to 5 models for everyone to predict")
     @app_commands.describe(repos="Up to 5 model ids or links, separated by spaces or commas",
                            closes_in="Minutes until predictions close (default: until /round close)")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def round_open(self, interaction: discord.Interaction, repos: str,
                          closes_in: app_commands.Range[int, 1, MAX_CLOSES_IN_MINUTES] | None = None) -> None:
         try:
@@ -229,7 +230,7 @@ class PredictionsCog(commands.Cog):
                                             view=round_card_view(rnd.id, position), allowed_mentions=NO_MENTIONS)
 
     @round_group.command(name="close", description="Lock the round's predictions")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def round_close(self, interaction: discord.Interaction) -> None:
         rnd = await game.current_round(self.bot.store, interaction.guild_id)
         if rnd is None or rnd.status != "open":
@@ -242,7 +243,7 @@ class PredictionsCog(commands.Cog):
 
     @round_group.command(name="void", description="Take a model out of the round, with a reason everyone sees")
     @app_commands.describe(repo="The model to take out", reason="Why (shown with the results)")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def round_void(self, interaction: discord.Interaction, repo: str,
                          reason: app_commands.Range[str, 1, 200]) -> None:
         rnd = await game.latest_round(self.bot.store, interaction.guild_id)
@@ -260,7 +261,7 @@ class PredictionsCog(commands.Cog):
                       f"{safe.escape(reason)}", safe.CONTENT), allowed_mentions=NO_MENTIONS)
 
     @round_group.command(name="reveal", description="Settle the round (by trial when possible) and post the results")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def round_reveal(self, interaction: discord.Interaction) -> None:
         rnd = await game.current_round(self.bot.store, interaction.guild_id)
         if rnd is None:
@@ -280,7 +281,10 @@ class PredictionsCog(commands.Cog):
             raise
         lines = [f"🔒 Round {rnd.id} is closed. Settling:"]
         lines += [f"• **{safe.escape(r)}** by trial #{t} (the results follow when it ends)" for r, t in plan.trials.items()]
-        lines += [f"• **{safe.escape(r)}** by canrun's static verdict" for r in plan.verdicts]
+        lines += [f"• **{safe.escape(r)}** by canrun's static verdict"
+                  + (f" (no trial: {safe.escape(plan.no_trial[r].rstrip('.'))})" if r in plan.no_trial else "")
+                  for r in plan.verdicts]
+        lines += [f"• **{safe.escape(r)}** voided: {safe.escape(why)}" for r, why in plan.voided.items()]
         lines += [f"• **{safe.escape(r)}**: Hugging Face could not be reached; try `/round reveal` again"
                   for r in plan.unknown]
         await interaction.edit_original_response(content=safe.clip("\n".join(lines), safe.CONTENT),
@@ -294,7 +298,7 @@ class PredictionsCog(commands.Cog):
         task.add_done_callback(self.reveal_tasks.discard)
 
     async def _plan_reveal(self, rnd: game.Round, moderator_id: int) -> RevealPlan:
-        plan = RevealPlan({}, {}, [])
+        plan = RevealPlan({}, {}, [], {}, {}, {})
         by_trial = self.bot.config.trials.enabled and self.bot.config.predictions.round_reveal_by_trial
         for repo in rnd.repos:
             if repo.void_reason is not None:
@@ -304,34 +308,45 @@ class PredictionsCog(commands.Cog):
             except HubUnavailable:
                 plan.unknown.append(repo.repo_id)
                 continue
-            trial_id = await self._trial_for(repo.repo_id, rnd, verdict, moderator_id) if by_trial else None
+            if not settles(verdict):  # gated or gone since the round opened: nobody can be right or wrong
+                why = f"Hugging Face now says {verdict.verdict}, so load() cannot be judged"
+                await game.void_round_repo(self.bot.store, rnd.id, repo.repo_id, reason=why, voided_by=moderator_id)
+                plan.voided[repo.repo_id] = why
+                continue
+            plan.answers[repo.repo_id] = verdict.verdict == LOADS
+            trial_id, why_not = await self._trial_for(repo.repo_id, rnd, verdict, moderator_id) if by_trial \
+                else (None, None)
             if trial_id is not None:
                 plan.trials[repo.repo_id] = trial_id
             else:
                 plan.verdicts[repo.repo_id] = verdict.verdict == LOADS
+                if why_not:
+                    plan.no_trial[repo.repo_id] = why_not
         return plan
 
-    async def _trial_for(self, repo_id: str, rnd: game.Round, verdict, moderator_id: int) -> int | None:
+    async def _trial_for(self, repo_id: str, rnd: game.Round, verdict: Verdict,
+                         moderator_id: int) -> tuple[int | None, str | None]:
         """A trial that settles this repo: one judged since the round closed, one under way, or a new one.
-        None when the trial limits refuse it (then the verdict settles it)."""
+        Else (None, why): the verdict settles it."""
         queue = self.bot.trial_queue
         done = await queue.latest_judged(repo_id, since=rnd.closed_at or rnd.opened_at)
         if done is not None:
-            return done.id
+            return done.id, None
         running = await queue.in_flight(repo_id)
         if running is not None:
-            return running.id
-        if refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.disk_available()):
-            return None
+            return running.id, None
+        why_not = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.disk_available())
+        if why_not:
+            return None, why_not
         cfg = self.bot.config.trials
         try:
             trial = await queue.enqueue(repo_id=repo_id, revision=None, requested_by=moderator_id,
                                         guild_id=rnd.guild_id, channel_id=rnd.channel_id, prompt=cfg.default_prompt,
-                                        max_tokens=cfg.default_max_tokens, verdict=verdict.verdict)
+                                        max_tokens=cfg.default_max_tokens, verdict=verdict.verdict,
+                                        per_user_limit=False)
         except TrialRefused as e:
-            log.info("round %s: no trial of %s (%s); settling by verdict", rnd.id, repo_id, e)
-            return None
-        return trial.id
+            return None, str(e)
+        return trial.id, None
 
     async def _finish_reveal(self, rnd: game.Round, plan: RevealPlan, channel_id: int | None) -> None:
         try:
@@ -341,8 +356,7 @@ class PredictionsCog(commands.Cog):
                 if trial.loaded is not None:
                     outcomes[repo_id] = (trial.loaded, "trial")
                 else:  # cancelled, timed out, failed before load(): the trial could not tell
-                    verdict = await self.bot.checker.check(parse_repo(repo_id))
-                    outcomes[repo_id] = (verdict.verdict == LOADS, "verdict")
+                    outcomes[repo_id] = (plan.answers[repo_id], "verdict")
             # A moderator may have voided a repo while its trial ran.
             current = await game.get_round(self.bot.store, rnd.id)
             live = {r.repo_id for r in current.repos if r.void_reason is None}
@@ -416,7 +430,7 @@ class PredictionsCog(commands.Cog):
 
     @season_group.command(name="start", description="Start a leaderboard season")
     @app_commands.describe(name="The season's name")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def season_start(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 60]) -> None:
         try:
             started = await game.start_season(self.bot.store, interaction.guild_id, name)
@@ -428,7 +442,7 @@ class PredictionsCog(commands.Cog):
             allowed_mentions=NO_MENTIONS)
 
     @season_group.command(name="end", description="End the running season")
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def season_end(self, interaction: discord.Interaction) -> None:
         try:
             ended = await game.end_season(self.bot.store, interaction.guild_id)

@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.core.repo_id import RepoIdError, parse_repo
 from bot.core.trial_policy import refusal
 from bot.discord import safe
+from bot.discord.checks import is_moderator, moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
 from bot.discord.trial_render import trial_embed
 from bot.services.hub import HubUnavailable
@@ -26,18 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Interaction tokens last 15 minutes; past this age the progress moves to a regular channel message.
 TOKEN_SAFE_SECONDS = 14 * 60
-
-
-def is_moderator(bot: CanrunBot, member: discord.abc.User) -> bool:
-    perms = getattr(member, "guild_permissions", None)
-    if perms is not None and perms.manage_guild:
-        return True
-    roles = {r.name for r in getattr(member, "roles", [])}
-    return bool(roles & set(bot.config.discord.moderator_roles))
-
-
-async def _moderator_check(interaction: discord.Interaction) -> bool:
-    return is_moderator(interaction.client, interaction.user)
 
 
 class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"canrun:trial:cancel:(?P<id>\d+)"):
@@ -131,7 +120,7 @@ class TrialsCog(commands.Cog):
     @app_commands.describe(repo="Model id or huggingface.co link", prompt="What to generate from",
                            max_tokens="How many tokens to generate")
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.check(_moderator_check)
+    @app_commands.check(moderator_only)
     async def trial(self, interaction: discord.Interaction, repo: str, prompt: str | None = None,
                     max_tokens: app_commands.Range[int, 1, 4096] | None = None) -> None:
         cfg = self.bot.config.trials

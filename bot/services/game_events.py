@@ -1,0 +1,59 @@
+"""What happens elsewhere in the bot, told to the prediction game: verdicts shown, trials starting and ending,
+and what a member could have seen before predicting.
+
+Predictions are about a repo's default branch, so only answers about it settle or lock them: a verdict or a
+trial of another revision (or a gated / missing repo, whose answer says nothing about load()) changes nothing.
+"""
+
+from __future__ import annotations
+
+from bot.core.verdicts import GATED, LOADS, NOT_FOUND, Verdict
+from bot.services import predictions as game
+from bot.services.store import Store
+from bot.services.trial_queue import Trial, first_judged_at
+
+NO_ANSWER = (GATED, NOT_FOUND)
+
+
+def settles(verdict: Verdict) -> bool:
+    """Whether this verdict answers "does the repo's default branch load?"."""
+    return verdict.revision is None and verdict.verdict not in NO_ANSWER
+
+
+class GameEvents:
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def verdict_shown(self, guild_id: int | None, verdict: Verdict) -> game.Settlement | None:
+        """A /canrun answer was posted in a server: it settles the open predictions there (a trial may later
+        overrule it)."""
+        if guild_id is None or not settles(verdict):
+            return None
+        return await game.settle_repo(self.store, guild_id, verdict.repo, verdict.verdict == LOADS, "verdict")
+
+    async def trial_starting(self, trial: Trial) -> None:
+        """Nobody may predict while the answer is being found."""
+        if trial.revision is None:
+            await game.lock_repo(self.store, trial.repo_id)
+
+    async def trial_ended(self, trial: Trial) -> game.Settlement | None:
+        """The ground truth, when the trial could tell: it settles predictions in every guild. Then unlock."""
+        if trial.revision is not None:
+            return None
+        try:
+            if trial.loaded is None:
+                return None
+            return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+        finally:
+            await game.unlock_repo(self.store, trial.repo_id)
+
+    def seen_in(self, guild_id: int) -> game.SeenCallable:
+        """For peeking, besides a member's own /canrun answers: what was posted in public, in this guild (any
+        member's /canrun, a revealed round) or anywhere (a trial's result)."""
+
+        async def seen(user_id: int, repo_id: str) -> float | None:
+            times = (await game.shown_in_guild_at(self.store, guild_id, repo_id),
+                     await first_judged_at(self.store, repo_id))
+            return min((t for t in times if t is not None), default=None)
+
+        return seen

@@ -102,12 +102,20 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         second = await fake.send_slash_command("trial", {"repo": "tiny-lab/slow-2"}, user=fake.owner)
         await fake.wait_for_request("PATCH", f"{second.token}/messages/@original", predicate=lambda r: "Queued" in json.dumps(r.json))
 
+        shown = [(await bot.trial_queue.get(n)).message_id for n in (1, 2)]
+        assert None not in shown  # the /trial responses, remembered
         await bot.close()  # the Mac restarts with one trial running and one queued
         await asyncio.wait_for(bot.task, 10)
         bot = await start_bot(trials=TRIALS)
         first, queued = await bot.trial_queue.get(1), await bot.trial_queue.get(2)
         assert (first.status, first.error) == ("failed", "interrupted by restart")
-        await final_trial_message(fake, "Trial #2")  # it runs, in a channel message now
+        # Both go on in their own messages, edited through the channel now that the tokens are gone.
+        ended = await fake.wait_for_request("PATCH", f"/channels/{fake.channel_id}/messages/{shown[0]}",
+                                            predicate=lambda r: "interrupted by restart" in json.dumps(r.json))
+        assert ended.json["components"] == []  # no Cancel button on a finished trial
+        await fake.wait_for_request("PATCH", f"/channels/{fake.channel_id}/messages/{shown[1]}",
+                                    predicate=lambda r: "downloading" in json.dumps(r.json))
+        assert not [r for r in fake.requests if r.method == "POST" and r.path.endswith(f"{fake.channel_id}/messages")]
         assert (await bot.trial_queue.get(2)).status == "running"
 
         stranger = await fake.send_component("canrun:trial:cancel:2", user=fake.make_user(name="stranger"))

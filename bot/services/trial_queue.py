@@ -104,6 +104,7 @@ class TrialQueue:
         self._cancel_requested: dict[int, int] = {}
         self._task: asyncio.Task | None = None
         self._finish_waiters: dict[int, list[asyncio.Future[Trial]]] = {}
+        self.recovered: list[int] = []  # trials recover() ended
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -111,14 +112,17 @@ class TrialQueue:
         """At start: running trials died with the old process; stale queued ones expire. Returns the counts."""
         now = time.time()
         async with self.store.transaction() as db:
-            cur = await db.execute(
+            async with db.execute(
                 "UPDATE trials SET status = 'failed', error = 'interrupted by restart', finished_at = ?"
-                " WHERE status = 'running'", (now,))
-            interrupted = cur.rowcount
-            cur = await db.execute(
+                " WHERE status = 'running' RETURNING id", (now,)) as cur:
+                interrupted = [row[0] for row in await cur.fetchall()]
+            async with db.execute(
                 "UPDATE trials SET status = 'expired', error = 'waited longer than the queue allows', finished_at = ?"
-                " WHERE status = 'queued' AND created_at < ?", (now, now - self.settings.queued_ttl_seconds))
-            expired = cur.rowcount
+                " WHERE status = 'queued' AND created_at < ? RETURNING id",
+                (now, now - self.settings.queued_ttl_seconds)) as cur:
+                expired = [row[0] for row in await cur.fetchall()]
+        self.recovered = sorted(interrupted + expired)  # their messages need a last update
+        interrupted, expired = len(interrupted), len(expired)
         if interrupted or expired:
             log.info("trial queue recovered: %d interrupted, %d expired", interrupted, expired)
         return interrupted, expired

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -85,7 +86,10 @@ class TrialMessage:
         fields["allowed_mentions"] = NO_MENTIONS
         if self.interaction is not None and time.monotonic() - self.started < TOKEN_SAFE_SECONDS:
             try:
-                await self.interaction.edit_original_response(**fields)
+                message = await self.interaction.edit_original_response(**fields)
+                if self.message_id is None:  # remembered, so after a restart the same message is edited
+                    self.message_id = message.id
+                    await self.bot.trial_queue.set_message(self.trial_id, message.id)
                 return
             except discord.HTTPException as e:
                 if not token_expired(e):
@@ -113,8 +117,23 @@ class TrialsCog(commands.Cog):
         self.messages: dict[int, TrialMessage] = {}
         bot.trial_queue.listeners.append(self.on_trial_update)
 
+    async def cog_load(self) -> None:
+        self.recovered_shown = asyncio.create_task(self._show_recovered())
+
     async def cog_unload(self) -> None:
         self.bot.trial_queue.listeners.remove(self.on_trial_update)
+        self.recovered_shown.cancel()
+
+    async def _show_recovered(self) -> None:
+        """Trials that a restart interrupted or expired: their messages still say running or queued."""
+        await self.bot.wait_until_ready()
+        for trial_id in self.bot.trial_queue.recovered:
+            trial = await self.bot.trial_queue.get(trial_id)
+            if trial is not None and trial.message_id is not None:
+                try:
+                    await self._show(TrialMessage(self.bot, trial), trial, None)
+                except discord.HTTPException:
+                    log.info("could not update the message of recovered trial #%s", trial_id, exc_info=True)
 
     @app_commands.command(name="trial", description="(moderators) Really load a model with mlx-lm on this Mac")
     @app_commands.describe(repo="Model id or huggingface.co link", prompt="What to generate from",

@@ -311,3 +311,27 @@ async def test_reveal_voids_a_repo_whose_answer_says_nothing_about_load(fake, st
     assert "voided: Hugging Face now says gated" in plan.json["content"]
     embed = await results_message(fake)
     assert "🚫" in embed["description"] and f"<@{jan['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
+
+
+async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hub):
+    bot = await start_bot(predictions=GAME, trials=TRIALS)
+    await open_round(fake, "game-lab/tiny-round")
+    kai = fake.make_user(name="kai")
+    await click(fake, "canrun:round:1:1:yes", kai)
+    await bot.checker.check(RepoRef("game-lab/tiny-round"))  # the verdict cached: only the download is slow
+    zoo_hub.slow_paths["tiny-round/resolve/"] = 30
+    try:
+        reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+        plan = await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+        assert "by trial #1" in plan.json["content"]
+        await fake.wait_for_request("PATCH", "/messages/", predicate=lambda r: "downloading" in json.dumps(r.json))
+        await bot.close()  # the trial dies with the bot; the round is closed, not revealed
+        await asyncio.wait_for(bot.task, 10)
+    finally:
+        zoo_hub.slow_paths.clear()
+    bot = await start_bot(predictions=GAME, trials=TRIALS)
+    embed = await results_message(fake, timeout=60)
+    assert "loads**, by a real trial on this Mac" in embed["description"]
+    assert f"<@{kai['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
+    assert (await bot.trial_queue.get(1)).error == "interrupted by restart"
+    assert await bot.store.state_items("reveal_pending:") == []

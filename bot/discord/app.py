@@ -175,6 +175,8 @@ class CanrunBot(commands.Bot):
         await asyncio.shield(self._released)
 
     async def _release(self) -> None:
+        for name in list(self.cogs):  # their background tasks stop (cog_unload); trials and reveals resume later
+            await self.remove_cog(name)
         if hasattr(self, "trial_queue"):
             await self.trial_queue.stop()
         if hasattr(self, "checker"):

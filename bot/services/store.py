@@ -162,6 +162,16 @@ class Store:
                 "INSERT OR REPLACE INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)", (key, value, time.time())
             )
 
+    async def state_delete(self, key: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM bot_state WHERE key = ?", (key,))
+
+    async def state_items(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) of every state key starting with `prefix`, in key order."""
+        async with self.conn.execute("SELECT key, value FROM bot_state WHERE substr(key, 1, ?) = ? ORDER BY key",
+                                     (len(prefix), prefix)) as cur:
+            return [(row[0], row[1]) for row in await cur.fetchall()]
+
     # ---- capability tables -------------------------------------------------------------------
 
     async def capability_table_get(self, mlx_lm_version: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 import time
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_CLOSES_IN_MINUTES = 7 * 24 * 60
+REVEAL_PENDING = "reveal_pending:"  # bot_state key prefix: + round id -> {"channel_id", "moderator_id"}
 
 
 async def _place(interaction: discord.Interaction, repo_id: str, will_load: bool, confidence: int,
@@ -162,9 +164,40 @@ class PredictionsCog(commands.Cog):
         self.revealing: set[int] = set()  # rounds whose reveal is under way in this process
         self.reveal_tasks: set[asyncio.Task] = set()
 
+    async def cog_load(self) -> None:
+        self._spawn(self._resume_reveals())
+
     async def cog_unload(self) -> None:
-        for task in self.reveal_tasks:
+        tasks = list(self.reveal_tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.reveal_tasks.add(task)
+        task.add_done_callback(self.reveal_tasks.discard)
+
+    async def _resume_reveals(self) -> None:
+        """Reveals that a restart interrupted (waiting for trials, or about to post): finish them."""
+        await self.bot.wait_until_ready()
+        for key, value in await self.bot.store.state_items(REVEAL_PENDING):
+            pending = json.loads(value)
+            rnd = await game.get_round(self.bot.store, int(key.removeprefix(REVEAL_PENDING)))
+            if rnd is None or rnd.id in self.revealing:
+                continue
+            self.revealing.add(rnd.id)
+            channel = pending.get("channel_id")
+            log.info("resuming the reveal of round %s after a restart", rnd.id)
+            plan = RevealPlan({}, {}, [], {}, {}, {})
+            if rnd.status != "revealed":
+                plan = await self._plan_reveal(rnd, pending["moderator_id"])
+            if plan.unknown:
+                await self._say(channel, f"Round {rnd.id} could not be revealed after a restart: Hugging Face "
+                                         "could not be reached. A moderator can run `/round reveal` again.")
+                await self._reveal_done(rnd.id)
+                continue
+            await self._finish_reveal(rnd, plan, channel)
 
     # ---- /predict ------------------------------------------------------------------------------
 
@@ -275,6 +308,9 @@ class PredictionsCog(commands.Cog):
             await interaction.response.defer(thinking=True)
             if rnd.status == "open":
                 rnd = await game.close_round(self.bot.store, rnd.id)
+            # Remembered until the results are out, so a restart in between resumes the reveal.
+            await self.bot.store.state_put(f"{REVEAL_PENDING}{rnd.id}", json.dumps(
+                {"channel_id": interaction.channel_id, "moderator_id": interaction.user.id}))
             plan = await self._plan_reveal(rnd, interaction.user.id)
         except BaseException:
             self.revealing.discard(rnd.id)
@@ -290,12 +326,10 @@ class PredictionsCog(commands.Cog):
         await interaction.edit_original_response(content=safe.clip("\n".join(lines), safe.CONTENT),
                                                  allowed_mentions=NO_MENTIONS)
         if plan.unknown:
-            self.revealing.discard(rnd.id)
+            await self._reveal_done(rnd.id)
             return
         # Trials may take many minutes, longer than an interaction token lives: the results go to the channel.
-        task = asyncio.create_task(self._finish_reveal(rnd, plan, interaction.channel_id))
-        self.reveal_tasks.add(task)
-        task.add_done_callback(self.reveal_tasks.discard)
+        self._spawn(self._finish_reveal(rnd, plan, interaction.channel_id))
 
     async def _plan_reveal(self, rnd: game.Round, moderator_id: int) -> RevealPlan:
         plan = RevealPlan({}, {}, [], {}, {}, {})
@@ -366,14 +400,24 @@ class PredictionsCog(commands.Cog):
                 channel = self.bot.get_partial_messageable(channel_id)
                 await channel.send(embed=render.round_results(results, self.bot.config.hf_endpoint),
                                    allowed_mentions=NO_MENTIONS)
+        except asyncio.CancelledError:  # the bot is closing: the reveal resumes at the next start
+            self.revealing.discard(rnd.id)
+            raise
         except Exception:
             log.exception("revealing round %s failed", rnd.id)
-            if channel_id is not None:
-                await self.bot.get_partial_messageable(channel_id).send(
-                    f"Revealing round {rnd.id} failed; a moderator can try `/round reveal` again.",
-                    allowed_mentions=NO_MENTIONS)
-        finally:
-            self.revealing.discard(rnd.id)
+            await self._say(channel_id, f"Revealing round {rnd.id} failed; a moderator can try `/round reveal` again.")
+        await self._reveal_done(rnd.id)
+
+    async def _reveal_done(self, round_id: int) -> None:
+        self.revealing.discard(round_id)
+        await self.bot.store.state_delete(f"{REVEAL_PENDING}{round_id}")
+
+    async def _say(self, channel_id: int | None, text: str) -> None:
+        if channel_id is not None:
+            try:
+                await self.bot.get_partial_messageable(channel_id).send(text, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException:
+                log.warning("could not post to channel %s: %s", channel_id, text)
 
     @staticmethod
     async def _fail(interaction: discord.Interaction, text: str) -> None:

@@ -283,6 +283,8 @@ async def test_unexpected_error_is_logged_and_answered_privately(fake, start_bot
     interaction = await fake.send_slash_command("canrun", {"repo": "odd-lab/whatever"})
     followup = await fake.wait_for_request("POST", f"/webhooks/{fake.app_id}/{interaction.token}")
     assert followup.json["flags"] & EPHEMERAL and "logged" in followup.json["content"]
+    # The public "thinking..." placeholder does not stay behind.
+    await fake.wait_for_request("DELETE", f"/webhooks/{fake.app_id}/{interaction.token}/messages/@original")
     assert any("command /canrun failed" in r.message and r.exc_info for r in caplog.records)
 
 

@@ -31,6 +31,17 @@ class CanrunTree(app_commands.CommandTree):
             )
             text = "Something went wrong on canrun's side. It has been logged for the Mac's owner."
         try:
+            await _drop_thinking(interaction)
             await send_ephemeral(interaction, text)
         except discord.HTTPException:
             log.warning("could not tell the user about the error", exc_info=True)
+
+
+async def _drop_thinking(interaction: discord.Interaction) -> None:
+    """A command that deferred publicly and then failed would leave "canrun is thinking..." in the channel
+    for good: delete that placeholder (only while it is one), the private answer says what happened."""
+    if interaction.response.type != discord.InteractionResponseType.deferred_channel_message:
+        return
+    original = await interaction.original_response()
+    if original.flags.loading:
+        await interaction.delete_original_response()

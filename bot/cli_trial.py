@@ -52,7 +52,7 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
             print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
             return EXIT_UNCHECKED
         await store.record_verdict(verdict.to_json(), source="cli")  # as `canrun check` does
-        local = LocalTrial(config, store, checker.host)
+        local = LocalTrial(config, checker.host)
         if reason := local.refusal(verdict):
             print(f"canrun: no trial for {ref}: {reason.rstrip('.')}.", file=sys.stderr)
             if args.json:

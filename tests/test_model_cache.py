@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -95,6 +96,28 @@ def test_make_room_keeps_what_it_is_told_to_keep(cache_dir):
 
     assert cache.make_room(3 * size, keep={"org/a"}) == ["org/b", "org/c"]
     assert cached(cache) == ["org/a"]
+
+
+def test_a_leased_model_is_neither_evicted_nor_removed_until_released(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    lease = cache.lease("org/a")  # e.g. `canrun trial` is loading it while the bot makes room
+
+    assert cache.make_room(3 * size) == ["org/b", "org/c"]
+    assert cache.remove("org/a") is False and cached(cache) == ["org/a"]
+    lease.release()
+    assert cache.remove("org/a") is True and cached(cache) == []
+
+
+def test_a_lease_of_a_dead_process_does_not_count(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid is free now
+    stale = cache.cache_dir / ".canrun-leases" / f"models--org--a@{child.pid}@0"
+    stale.parent.mkdir(exist_ok=True)
+    stale.touch()
+
+    assert cache.leased() == set() and not stale.exists()
+    assert cache.make_room(3 * size) == ["org/a", "org/b"]
 
 
 def test_touch_makes_a_model_the_most_recently_used(cache_dir):

@@ -21,6 +21,7 @@ import pytest
 from bot.cli import main
 from bot.render.progress import ProgressPrinter, byte_pair, phase_line, progress_line
 from bot.render.trial_result import render_trial, terminal_safe
+from bot.services.model_cache import ModelCache
 from bot.services.store import Store
 from tests.conftest import seed_store
 from bot.services.trial_runner import PROJECT_ROOT, TrialOutcome, TrialProgress
@@ -209,6 +210,7 @@ def test_a_model_the_bot_is_trying_is_never_evicted_for_room(make_cli, hub):
             await store.close()
 
     asyncio.run(bot_is_running_a_trial())
+    ModelCache(cli.models, 0).lease("bot/busy")  # as the bot holds it while its trial downloads
 
     code, out, err = cli("trial", "tiny/llama")
 

@@ -30,7 +30,7 @@ from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
 from bot.services.game_events import GameEvents
 from bot.services.hub import HubUnavailable
-from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
+from bot.services.model_cache import Lease, ModelCache, ModelCacheFull, free_disk_bytes
 from bot.services.model_search import ModelSearch
 from bot.services.store import Store
 from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue
@@ -83,6 +83,7 @@ class CanrunBot(commands.Bot):
         cfg = self.config.trials
         cache_dir = self.config.path(cfg.cache_dir)
         self.model_cache = ModelCache(cache_dir, int(cfg.cache_budget_gb * GB))
+        self._leases: dict[int, Lease] = {}  # trial id -> its model's lease, from before_run to after_run
         self.trial_policy = trial_policy(self.config, self.checker.host)
         self.trial_queue = TrialQueue(
             self.store,
@@ -108,10 +109,13 @@ class CanrunBot(commands.Bot):
             meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
         except HubUnavailable as e:
             raise TrialAborted(f"Hugging Face could not be reached ({e})") from e
+        lease = self.model_cache.lease(trial.repo_id)  # nobody evicts it while it downloads and loads
         try:
-            await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0, keep={trial.repo_id})
+            await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0)
         except ModelCacheFull as e:
+            lease.release()
             raise TrialAborted(str(e)) from e
+        self._leases[trial.id] = lease
         await self.game_events.trial_starting(trial)
 
     async def _after_trial(self, trial: Trial) -> None:
@@ -120,6 +124,8 @@ class CanrunBot(commands.Bot):
             if settlement is not None:
                 await self._announce_settlement(trial, settlement)
         finally:
+            if (lease := self._leases.pop(trial.id, None)) is not None:
+                lease.release()
             if self.config.trials.keep_after_trial:
                 await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
             else:

@@ -29,9 +29,8 @@ async def running_bot_trials(store: Store) -> list[tuple[int, str]]:
 class LocalTrial:
     """Refuses what the bot would refuse, makes room in the model cache, runs the worker, tidies the cache."""
 
-    def __init__(self, config: Config, store: Store, host: HostMemory):
+    def __init__(self, config: Config, host: HostMemory):
         self.config = config
-        self.store = store
         self.policy = trial_policy(config, host)
         self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB))
         self._process: TrialProcess | None = None
@@ -55,15 +54,17 @@ class LocalTrial:
         self._process = process = start_trial(spec, trial_limits(self.config))
         if self._cancelled:
             process.cancel()
-        # A bot on this Mac may be downloading another model into the same cache: never evict that one.
-        keep = {repo_id} | {repo for _, repo in await running_bot_trials(self.store)}
+        # A bot on this Mac shares the cache: leases keep each side from deleting what the other is using.
+        lease = self.cache.lease(repo_id)
         try:
-            await asyncio.to_thread(self.cache.make_room, weights_bytes, keep=keep)
+            await asyncio.to_thread(self.cache.make_room, weights_bytes)
         except ModelCacheFull as e:
+            lease.release()
             return TrialOutcome(FAILED, None, str(e), 0.0, {})
         try:
             return await process.run(on_progress)
         finally:  # as the bot does after a trial, cancelled ones included (their partial download goes too)
+            lease.release()
             await asyncio.to_thread(self._tidy, repo_id)
 
     def _tidy(self, repo_id: str) -> None:

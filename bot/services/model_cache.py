@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import uuid
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from huggingface_hub.file_download import repo_folder_name
 from bot.render.units import human_bytes
 
 REPO_PREFIX = "models--"
+LEASES_DIR = ".canrun-leases"  # one empty file per model in use: <repo folder>@<pid>@<random>
 
 
 class ModelCacheFull(Exception):
@@ -33,6 +35,16 @@ class CachedModel:
     path: Path
     size: int  # bytes on disk, unfinished downloads included
     last_used: float  # the newest modification in its folder, or its last touch()
+
+
+class Lease:
+    """A model in use by this process; release() when done (a lease of a dead process no longer counts)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 class ModelCache:
@@ -63,6 +75,7 @@ class ModelCache:
                 f"the model needs {human_bytes(needed_bytes)}, more than the whole model cache "
                 f"({human_bytes(self.budget_bytes)})"
             )
+        keep = set(keep) | self.leased()  # what a trial, of this process or another, is using
         usage = self.usage()
         evict: list[CachedModel] = []
         for model in self.models():
@@ -81,11 +94,35 @@ class ModelCache:
         return [model.repo_id for model in evict]
 
     def remove(self, repo_id: str) -> bool:
-        """Delete a repo's files. False when it was not cached."""
-        if not self._path(repo_id).is_dir():
+        """Delete a repo's files. False when it was not cached, or is in use (leased) by a trial."""
+        if not self._path(repo_id).is_dir() or repo_id in self.leased():
             return False
         self._delete(repo_id)
         return True
+
+    def lease(self, repo_id: str) -> Lease:
+        """Mark a repo in use while a trial downloads and loads it: neither the bot nor `canrun trial` (both may run
+        on this Mac, sharing the cache) deletes it until the lease is released or its process is gone."""
+        leases = self.cache_dir / LEASES_DIR
+        leases.mkdir(parents=True, exist_ok=True)
+        path = leases / f"{repo_folder_name(repo_id=repo_id, repo_type='model')}@{os.getpid()}@{uuid.uuid4().hex}"
+        path.touch()
+        return Lease(path)
+
+    def leased(self) -> set[str]:
+        """Repos with a live lease; leases left by dead processes are cleared."""
+        leases = self.cache_dir / LEASES_DIR
+        if not leases.is_dir():
+            return set()
+        live = set()
+        for path in leases.iterdir():
+            folder, _, rest = path.name.partition("@")
+            pid = rest.partition("@")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                live.add(_repo_id(Path(folder)))
+            else:
+                path.unlink(missing_ok=True)
+        return live
 
     def touch(self, repo_id: str) -> None:
         """Mark a repo as just used."""
@@ -108,6 +145,16 @@ def free_disk_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _repo_id(path: Path) -> str:

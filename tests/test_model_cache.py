@@ -98,6 +98,13 @@ def test_make_room_keeps_what_it_is_told_to_keep(cache_dir):
     assert cached(cache) == ["org/a"]
 
 
+def test_room_for_a_repo_counts_what_of_it_is_already_on_disk(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)  # a, b, c cached; room for one more
+
+    assert cache.make_room_for("org/a", 2 * size) == []  # half of it is there already
+    assert cache.make_room_for("org/d", 2 * size) == ["org/a"]  # a new repo needs all of its room
+
+
 def test_a_leased_model_is_neither_evicted_nor_removed_until_released(cache_dir):
     cache, size = cache_holding(cache_dir, 4)
     lease = cache.lease("org/a")  # e.g. `canrun trial` is loading it while the bot makes room

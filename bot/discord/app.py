@@ -111,7 +111,7 @@ class CanrunBot(commands.Bot):
             raise TrialAborted(f"Hugging Face could not be reached ({e})") from e
         lease = self.model_cache.lease(trial.repo_id)  # nobody evicts it while it downloads and loads
         try:
-            await asyncio.to_thread(self.model_cache.make_room, meta.weights_bytes or 0)
+            await asyncio.to_thread(self.model_cache.make_room_for, trial.repo_id, meta.weights_bytes or 0)
         except ModelCacheFull as e:
             lease.release()
             raise TrialAborted(str(e)) from e

@@ -57,7 +57,7 @@ class LocalTrial:
         # A bot on this Mac shares the cache: leases keep each side from deleting what the other is using.
         lease = self.cache.lease(repo_id)
         try:
-            await asyncio.to_thread(self.cache.make_room, weights_bytes)
+            await asyncio.to_thread(self.cache.make_room_for, repo_id, weights_bytes)
         except ModelCacheFull as e:
             lease.release()
             return TrialOutcome(FAILED, None, str(e), 0.0, {})

@@ -93,6 +93,12 @@ class ModelCache:
             self._delete(model.repo_id)
         return [model.repo_id for model in evict]
 
+    def make_room_for(self, repo_id: str, total_bytes: int) -> list[str]:
+        """make_room for a repo's download of `total_bytes`: what of it is already on disk (kept from an earlier
+        trial, or left by an interrupted one) needs no new room."""
+        missing = max(0, total_bytes - _disk_bytes(self._path(repo_id)))
+        return self.make_room(missing, keep={repo_id})
+
     def remove(self, repo_id: str) -> bool:
         """Delete a repo's files. False when it was not cached, or is in use (leased) by a trial."""
         if not self._path(repo_id).is_dir() or repo_id in self.leased():

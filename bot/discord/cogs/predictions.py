@@ -249,6 +249,11 @@ class PredictionsCog(commands.Cog):
         if missing:
             await self._fail(interaction, "Not on Hugging Face (a typo?): " + ", ".join(map(safe.escape, missing)))
             return
+        in_play = await game.current_round(self.bot.store, interaction.guild_id)
+        if in_play is not None and in_play.id in self.revealing:
+            await self._fail(interaction, f"Round {in_play.id} is being revealed; open the next one when its "
+                                          "results are out.")
+            return
         try:
             rnd = await game.open_round(
                 self.bot.store, guild_id=interaction.guild_id, opened_by=interaction.user.id, repos=repo_ids,

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bot.core.scoring import Forecast, accuracy, calibration, mean_brier, streaks
 from bot.services import predictions as game
 from bot.services.predictions import Refused
 from bot.services.store import Store
@@ -509,3 +514,30 @@ async def test_latest_round_prefers_the_one_in_play_else_the_last_revealed(store
     second = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/b"], at=T + 3)
     assert (await game.latest_round(store, GUILD)).id == second.id
     assert await game.latest_round(store, OTHER_GUILD) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(50, 99), st.booleans()), min_size=0, max_size=40))
+def test_member_stats_agree_with_the_pure_scoring_functions(history):
+    """member_stats aggregates in SQL (counts per distinct forecast, streaks by window functions): it must say
+    exactly what scoring.py says of the same predictions in settlement order."""
+    forecasts = [Forecast(*h) for h in history]
+
+    async def stats():
+        with tempfile.TemporaryDirectory() as tmp:
+            store = await Store.open(Path(tmp) / "db.sqlite3")
+            await store.migrate()
+            for i, (will_load, confidence, outcome) in enumerate(history):
+                repo = f"o/r{i}"
+                await predict(store, 7, repo, will_load, confidence, at=T + i)
+                await game.settle_repo(store, GUILD, repo, outcome, "verdict", at=T + i + 0.5)
+            result = await game.member_stats(store, GUILD, 7, min_settled=1)
+            await store.close()
+            return result
+
+    got = asyncio.run(stats())
+    assert (got.current_streak, got.best_streak) == streaks(f.correct for f in forecasts)
+    assert got.calibration == calibration(forecasts)
+    assert got.settled == len(forecasts) and got.correct == sum(f.correct for f in forecasts)
+    assert got.accuracy == accuracy(forecasts)
+    assert got.mean_brier == pytest.approx(mean_brier(forecasts)) if forecasts else got.mean_brier is None

@@ -12,7 +12,8 @@ import math
 import statistics
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Sequence
+from collections import Counter
+from typing import Iterable, Mapping, Sequence
 
 MIN_CONFIDENCE, MAX_CONFIDENCE = 50, 99
 POINTS_OFFSET = 75
@@ -103,24 +104,47 @@ class Bucket:
 
 def calibration(forecasts: Iterable[Forecast]) -> list[Bucket]:
     """One bucket per confidence band (50-59 ... 90-99), empty ones included, in order."""
-    tallies = {low: [0, 0, 0] for low, _ in BUCKET_BOUNDS}  # count, correct, sum of confidences
-    for f in forecasts:
-        tally = tallies[f.confidence // 10 * 10]
-        tally[0] += 1
-        tally[1] += f.correct
-        tally[2] += f.confidence
-    return [Bucket(low, high, count, correct, total / count if count else None)
-            for (low, high), (count, correct, total) in zip(BUCKET_BOUNDS, tallies.values())]
+    return calibration_of(tally(forecasts))
 
 
 def accuracy(forecasts: Sequence[Forecast]) -> float | None:
     """The share of correct predictions; None when there are none."""
-    return sum(f.correct for f in forecasts) / len(forecasts) if forecasts else None
+    return accuracy_of(tally(forecasts))
 
 
 def mean_brier(forecasts: Sequence[Forecast]) -> float | None:
     """The mean Brier score (0 perfect, 0.25 a coin flip, 1 worst); None when there are none."""
-    return math.fsum(f.brier for f in forecasts) / len(forecasts) if forecasts else None
+    return mean_brier_of(tally(forecasts))
+
+
+# A member may have thousands of settled predictions but there are only 200 distinct forecasts: the same
+# measures over a tally (forecast -> how many times) cost 200 steps at most.
+Tally = Mapping[Forecast, int]
+
+
+def tally(forecasts: Iterable[Forecast]) -> Counter[Forecast]:
+    return Counter(forecasts)
+
+
+def calibration_of(counts: Tally) -> list[Bucket]:
+    tallies = {low: [0, 0, 0] for low, _ in BUCKET_BOUNDS}  # count, correct, sum of confidences
+    for f, n in counts.items():
+        bucket = tallies[f.confidence // 10 * 10]
+        bucket[0] += n
+        bucket[1] += n * f.correct
+        bucket[2] += n * f.confidence
+    return [Bucket(low, high, count, correct, total / count if count else None)
+            for (low, high), (count, correct, total) in zip(BUCKET_BOUNDS, tallies.values())]
+
+
+def accuracy_of(counts: Tally) -> float | None:
+    total = sum(counts.values())
+    return sum(n for f, n in counts.items() if f.correct) / total if total else None
+
+
+def mean_brier_of(counts: Tally) -> float | None:
+    total = sum(counts.values())
+    return math.fsum(n * f.brier for f, n in counts.items()) / total if total else None
 
 
 def streaks(outcomes_in_time_order: Iterable[bool]) -> tuple[int, int]:

@@ -31,7 +31,7 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -41,6 +41,10 @@ class ThreadedServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+    async def _shutdown(self) -> None:
+        await self._runner.cleanup()
+        await cancel_the_rest()
 
     async def _serve(self) -> web.AppRunner:
         # A short shutdown timeout, so that a client that stopped reading cannot stall stop().
@@ -63,6 +67,16 @@ class LoopThread:
         return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(cancel_the_rest(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+async def cancel_the_rest() -> None:
+    """Cancel and await what still runs on this loop (e.g. a handler sleeping out an injected delay for a client
+    that left), so that closing the loop destroys no pending task."""
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)

@@ -196,8 +196,10 @@ async def test_round_open_refuses_bad_lists_and_a_second_round(fake, start_bot):
     await start_bot(predictions=GAME)
     too_many = " ".join(f"org/m{i}" for i in range(6))
     tried = await fake.send_slash_command("round", {"repos": too_many}, subcommand="open", user=fake.owner)
-    edit = await fake.wait_for_request("PATCH", f"{tried.token}/messages/@original")
-    assert "1 to 5 repos" in edit.json["content"] or "Not on Hugging Face" in edit.json["content"]
+    assert "1 to 5 different models" in await private_answer(fake, tried)
+    twice = await fake.send_slash_command("round", {"repos": f"{LOADS_REPO} {LOADS_REPO}"}, subcommand="open",
+                                          user=fake.owner)
+    assert "1 to 5 different models" in await private_answer(fake, twice)
     typo = await fake.send_slash_command("round", {"repos": "mistralai/Mistral-7B-v0.9"}, subcommand="open",
                                          user=fake.owner)
     edit = await fake.wait_for_request("PATCH", f"{typo.token}/messages/@original")

@@ -155,9 +155,9 @@ class RevealPlan:
 
 class PredictionsCog(commands.Cog):
     round_group = app_commands.Group(name="round", description="(moderators) Prediction rounds for study sessions",
-                               default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
+                                     default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
     season_group = app_commands.Group(name="season", description="(moderators) Leaderboard seasons",
-                                default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
+                                      default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
 
     def __init__(self, bot: CanrunBot):
         self.bot = bot
@@ -182,22 +182,29 @@ class PredictionsCog(commands.Cog):
         """Reveals that a restart interrupted (waiting for trials, or about to post): finish them."""
         await self.bot.wait_until_ready()
         for key, value in await self.bot.store.state_items(REVEAL_PENDING):
-            pending = json.loads(value)
-            rnd = await game.get_round(self.bot.store, int(key.removeprefix(REVEAL_PENDING)))
-            if rnd is None or rnd.id in self.revealing:
-                continue
-            self.revealing.add(rnd.id)
-            channel = pending.get("channel_id")
-            log.info("resuming the reveal of round %s after a restart", rnd.id)
-            plan = RevealPlan({}, {}, [], {}, {}, {})
-            if rnd.status != "revealed":
-                plan = await self._plan_reveal(rnd, pending["moderator_id"])
-            if plan.unknown:
-                await self._say(channel, f"Round {rnd.id} could not be revealed after a restart: Hugging Face "
-                                         "could not be reached. A moderator can run `/round reveal` again.")
-                await self._reveal_done(rnd.id)
-                continue
-            await self._finish_reveal(rnd, plan, channel)
+            round_id = int(key.removeprefix(REVEAL_PENDING))
+            try:
+                await self._resume_reveal(round_id, json.loads(value))
+            except Exception:  # one broken reveal must not keep the others from finishing
+                log.exception("resuming the reveal of round %s failed", round_id)
+                await self._reveal_done(round_id)
+
+    async def _resume_reveal(self, round_id: int, pending: dict) -> None:
+        rnd = await game.get_round(self.bot.store, round_id)
+        if rnd is None or rnd.id in self.revealing:
+            return
+        self.revealing.add(rnd.id)
+        channel = pending.get("channel_id")
+        log.info("resuming the reveal of round %s after a restart", rnd.id)
+        plan = RevealPlan({}, {}, [], {}, {}, {})
+        if rnd.status != "revealed":  # else only the results are still to be posted
+            plan = await self._plan_reveal(rnd, pending["moderator_id"])
+        if plan.unknown:
+            await self._say(channel, f"Round {rnd.id} could not be revealed after a restart: Hugging Face "
+                                     "could not be reached. A moderator can run `/round reveal` again.")
+            await self._reveal_done(rnd.id)
+            return
+        await self._finish_reveal(rnd, plan, channel)
 
     # ---- /predict ------------------------------------------------------------------------------
 
@@ -236,6 +243,9 @@ class PredictionsCog(commands.Cog):
             repo_ids = parse_repo_list(repos)
         except RepoIdError as e:
             await send_ephemeral(interaction, str(e))
+            return
+        if not 1 <= len(repo_ids) <= game.MAX_ROUND_REPOS or len(set(repo_ids)) != len(repo_ids):
+            await send_ephemeral(interaction, f"A round has 1 to {game.MAX_ROUND_REPOS} different models.")
             return
         await interaction.response.defer(thinking=True)
         missing = []

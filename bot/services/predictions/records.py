@@ -1,0 +1,190 @@
+"""What the game stores and returns: its records, its refusals, and the small SQL helpers of the package."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Collection, Literal, Mapping, Sequence
+
+import aiosqlite
+
+from bot.core.scoring import Bucket
+
+
+Source = Literal["trial", "verdict"]
+SOURCES = ("trial", "verdict")
+MAX_ROUND_REPOS = 5
+ALL_TIME = 0  # standings.season_id of the all-time totals
+
+
+class Refused(Exception):
+    """Not allowed now (locked, closed, already done, ...); the message is for the member."""
+
+
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: int
+    guild_id: int
+    user_id: int
+    repo_id: str
+    round_id: int | None
+    will_load: bool
+    confidence: int
+    status: str  # open | locked | settled | void
+    peeked: bool
+    created_at: float
+    updated_at: float
+    locked_at: float | None
+    outcome: bool | None
+    settled_by: str | None
+    settled_at: float | None
+    points: float | None
+    relative_points: float | None
+    season_id: int | None
+    resettled: bool
+
+    @classmethod
+    def from_row(cls, row: Any) -> Prediction:
+        d = dict(row)
+        for key in ("will_load", "peeked", "resettled"):
+            d[key] = bool(d[key])
+        d["outcome"] = None if d["outcome"] is None else bool(d["outcome"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    change: str  # placed | changed | locked | unlocked | settled | confirmed | resettled | voided
+    will_load: bool
+    confidence: int
+    status: str
+    peeked: bool
+    outcome: bool | None
+    points: float | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Season:
+    id: int
+    guild_id: int
+    name: str
+    started_at: float
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class RoundRepo:
+    repo_id: str
+    position: int
+    outcome: bool | None
+    settled_by: str | None
+    void_reason: str | None
+
+
+@dataclass(frozen=True)
+class Round:
+    id: int
+    guild_id: int
+    channel_id: int | None
+    opened_by: int
+    status: str  # open | closed | revealed
+    opened_at: float
+    closes_at: float | None
+    closed_at: float | None
+    revealed_at: float | None
+    repos: tuple[RoundRepo, ...]
+
+
+@dataclass(frozen=True)
+class MemberRoundScore:
+    user_id: int
+    points: float  # the sum over the round's repos; peeked predictions add nothing
+    relative_points: float
+    scored: int
+    peeked: int
+
+
+@dataclass(frozen=True)
+class RoundResults:
+    round: Round
+    members: list[MemberRoundScore]  # best first
+
+
+@dataclass(frozen=True)
+class Settlement:
+    settled: int  # open or locked predictions settled now
+    confirmed: int  # verdict-based settlements a trial agreed with
+    resettled: int  # verdict-based settlements a trial overturned
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    rank: int
+    user_id: int
+    points: float
+    relative_points: float
+    accuracy: float
+    settled: int
+    reached_at: float
+
+
+@dataclass(frozen=True)
+class LeaderboardPage:
+    rows: list[LeaderboardRow]
+    page: int
+    page_size: int
+    members: int  # everyone listed on some page
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.members // self.page_size))
+
+
+@dataclass(frozen=True)
+class MemberStats:
+    user_id: int
+    season_id: int | None
+    settled: int  # scoring predictions
+    correct: int
+    accuracy: float | None
+    mean_brier: float | None
+    points: float
+    relative_points: float
+    calibration: list[Bucket]
+    current_streak: int
+    best_streak: int
+    peeked: int  # settled but not scoring
+    pending: int  # open or locked, any season
+    rank: int | None  # None below min_settled
+
+
+def _now(at: float | None) -> float:
+    return time.time() if at is None else at
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be 'trial' or 'verdict', got {source!r}")
+
+
+async def _record(db: aiosqlite.Connection, prediction_ids: Collection[int], change: str, at: float) -> None:
+    """Append the current state of these predictions to their history."""
+    if prediction_ids:
+        await db.execute(
+            "INSERT INTO prediction_history (prediction_id, change, will_load, confidence, status, peeked, outcome,"
+            " points, at) SELECT id, ?, will_load, confidence, status, peeked, outcome, points, ? FROM predictions"
+            " WHERE id IN (SELECT value FROM json_each(?))", (change, at, json.dumps(list(prediction_ids))))
+
+
+async def _one(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+    async with conn.execute(sql, args) as cur:
+        return await cur.fetchone()
+
+
+async def _all(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+    async with conn.execute(sql, args) as cur:
+        return list(await cur.fetchall())

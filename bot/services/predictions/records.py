@@ -11,7 +11,6 @@ import aiosqlite
 
 from bot.core.scoring import Bucket
 
-
 Source = Literal["trial", "verdict"]
 SOURCES = ("trial", "verdict")
 MAX_ROUND_REPOS = 5
@@ -20,8 +19,6 @@ ALL_TIME = 0  # standings.season_id of the all-time totals
 
 class Refused(Exception):
     """Not allowed now (locked, closed, already done, ...); the message is for the member."""
-
-
 
 
 @dataclass(frozen=True)

@@ -166,13 +166,14 @@ async def test_predict_outside_rounds_settles_on_canrun_and_peeks_do_not_score(f
     assert "after seeing the answer" in await private_answer(fake, reader)
 
 
-async def test_answers_about_another_revision_or_a_gated_repo_settle_nothing(fake, start_bot):
+async def test_answers_about_another_revision_or_a_gated_repo_settle_nothing(fake, start_bot, zoo_hub):
     bot = await start_bot(predictions=GAME)
     guild, hana = fake.guild_ids[0], fake.make_user(name="hana")
     for repo in (LOADS_REPO, GATED_REPO):
         said = await fake.send_slash_command("predict", {"repo": repo, "will_load": "yes"}, user=hana)
         await private_answer(fake, said)
-    for options in ({"repo": LOADS_REPO, "revision": "main"}, {"repo": GATED_REPO}):
+    commit = zoo_hub._repos[LOADS_REPO].sha  # a pinned commit: not "the model" people predicted on
+    for options in ({"repo": LOADS_REPO, "revision": commit}, {"repo": GATED_REPO}):
         checked = await fake.send_slash_command("canrun", options, user=fake.make_user(name="ian"))
         await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
                                     predicate=lambda r: "Looking for" not in json.dumps(r.json))

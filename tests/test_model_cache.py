@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,16 +116,33 @@ def test_a_leased_model_is_neither_evicted_nor_removed_until_released(cache_dir)
     assert cache.remove("org/a") is True and cached(cache) == []
 
 
-def test_a_lease_of_a_dead_process_does_not_count(cache_dir):
+def test_a_lease_ends_with_its_process(cache_dir):
     cache, size = cache_holding(cache_dir, 4)
-    child = subprocess.Popen(["true"])
-    child.wait()  # its pid is free now
-    stale = cache.cache_dir / ".canrun-leases" / f"models--org--a@{child.pid}@0"
-    stale.parent.mkdir(exist_ok=True)
-    stale.touch()
+    # Another process (as `canrun trial` would be) leases org/a and dies without releasing it.
+    code = ("import sys; from pathlib import Path; from bot.services.model_cache import ModelCache; "
+            "ModelCache(Path(sys.argv[1]), 0).lease('org/a'); import os; os._exit(0)")
+    subprocess.run([sys.executable, "-c", code, str(cache.cache_dir)], check=True, cwd=Path(__file__).parent.parent)
+    assert len(list((cache.cache_dir / ".canrun-leases").glob("models--org--a@*"))) == 1
 
-    assert cache.leased() == set() and not stale.exists()
+    assert cache.leased() == set()  # its lock went with it, whatever pid comes next
+    assert not list((cache.cache_dir / ".canrun-leases").glob("models--org--a@*"))
     assert cache.make_room(3 * size) == ["org/a", "org/b"]
+
+
+def test_a_lease_held_by_another_process_protects_the_model(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    code = ("import sys, time; from pathlib import Path; from bot.services.model_cache import ModelCache; "
+            "ModelCache(Path(sys.argv[1]), 0).lease('org/a'); print('leased', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(cache.cache_dir)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parent.parent)
+    try:
+        assert holder.stdout.readline().strip() == "leased"
+        assert cache.leased() == {"org/a"}
+        assert cache.make_room(3 * size) == ["org/b", "org/c"] and cache.remove("org/a") is False
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cache.remove("org/a") is True
 
 
 def test_touch_makes_a_model_the_most_recently_used(cache_dir):

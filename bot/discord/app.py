@@ -109,7 +109,8 @@ class CanrunBot(commands.Bot):
             meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
         except HubUnavailable as e:
             raise TrialAborted(f"Hugging Face could not be reached ({e})") from e
-        lease = self.model_cache.lease(trial.repo_id)  # nobody evicts it while it downloads and loads
+        # Nobody evicts it while it downloads and loads (a thread: the cache lock may wait on another process).
+        lease = await asyncio.to_thread(self.model_cache.lease, trial.repo_id)
         try:
             await asyncio.to_thread(self.model_cache.make_room_for, trial.repo_id, meta.weights_bytes or 0)
         except ModelCacheFull as e:

@@ -1,8 +1,10 @@
 """What happens elsewhere in the bot, told to the prediction game: verdicts shown, trials starting and ending,
 and what a member could have seen before predicting.
 
-Predictions are about a repo's default branch, so only answers about it settle or lock them: a verdict or a
-trial of another revision (or a gated / missing repo, whose answer says nothing about load()) changes nothing.
+Predictions are about a repo's default branch (`main` on Hugging Face), so only answers about it settle them: a
+verdict or a trial of another revision, or a gated / missing repo (whose answer says nothing about load()),
+settles nothing. Any trial of a repo still locks it while it runs and counts as seen once it ends: watching a
+trial of another branch is close enough to peeking.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from bot.services.store import Store
 from bot.services.trial_queue import Trial, first_judged_at
 
 NO_ANSWER = (GATED, NOT_FOUND)
+DEFAULT_BRANCH = (None, "main")  # no revision, or main as a pasted .../tree/main link gives it
 
 
 def settles(verdict: Verdict) -> bool:
     """Whether this verdict answers "does the repo's default branch load?"."""
-    return verdict.revision is None and verdict.verdict not in NO_ANSWER
+    return verdict.revision in DEFAULT_BRANCH and verdict.verdict not in NO_ANSWER
 
 
 class GameEvents:
@@ -33,15 +36,12 @@ class GameEvents:
 
     async def trial_starting(self, trial: Trial) -> None:
         """Nobody may predict while the answer is being found."""
-        if trial.revision is None:
-            await game.lock_repo(self.store, trial.repo_id)
+        await game.lock_repo(self.store, trial.repo_id)
 
     async def trial_ended(self, trial: Trial) -> game.Settlement | None:
         """The ground truth, when the trial could tell: it settles predictions in every guild. Then unlock."""
-        if trial.revision is not None:
-            return None
         try:
-            if trial.loaded is None:
+            if trial.loaded is None or trial.revision not in DEFAULT_BRANCH:
                 return None
             return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
         finally:

@@ -55,7 +55,7 @@ class LocalTrial:
         if self._cancelled:
             process.cancel()
         # A bot on this Mac shares the cache: leases keep each side from deleting what the other is using.
-        lease = self.cache.lease(repo_id)
+        lease = await asyncio.to_thread(self.cache.lease, repo_id)
         try:
             await asyncio.to_thread(self.cache.make_room_for, repo_id, weights_bytes)
         except ModelCacheFull as e:

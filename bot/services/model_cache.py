@@ -9,11 +9,13 @@ blobs' access time, which many filesystems do not keep up to date.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
 import uuid
 from collections.abc import Iterator, Set
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from huggingface_hub.file_download import repo_folder_name
 from bot.render.units import human_bytes
 
 REPO_PREFIX = "models--"
-LEASES_DIR = ".canrun-leases"  # one empty file per model in use: <repo folder>@<pid>@<random>
+LEASES_DIR = ".canrun-leases"  # one locked file per model in use: <repo folder>@<random>
+CACHE_LOCK = ".lock"
 
 
 class ModelCacheFull(Exception):
@@ -38,13 +41,18 @@ class CachedModel:
 
 
 class Lease:
-    """A model in use by this process; release() when done (a lease of a dead process no longer counts)."""
+    """A model in use by this process. The lease file stays locked (flock) while the lease is held: the lock, not a
+    pid, says it is alive, so a lease dies with its process whatever pid comes next. release() when done."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fd: int):
         self.path = path
+        self._fd: int | None = fd
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # and with it the lock
+            self._fd = None
 
 
 class ModelCache:
@@ -70,28 +78,29 @@ class ModelCache:
     def make_room(self, needed_bytes: int, *, keep: Set[str] = frozenset()) -> list[str]:
         """Delete least recently used models (never those in `keep`) until `needed_bytes` more fit in the budget.
         Returns the deleted repo ids. Raises ModelCacheFull, deleting nothing, when they cannot fit."""
-        if needed_bytes > self.budget_bytes:
-            raise ModelCacheFull(
-                f"the model needs {human_bytes(needed_bytes)}, more than the whole model cache "
-                f"({human_bytes(self.budget_bytes)})"
-            )
-        keep = set(keep) | self.leased()  # what a trial, of this process or another, is using
-        usage = self.usage()
-        evict: list[CachedModel] = []
-        for model in self.models():
-            if usage + needed_bytes <= self.budget_bytes:
-                break
-            if model.repo_id not in keep:
-                evict.append(model)
-                usage -= model.size
-        if usage + needed_bytes > self.budget_bytes:
-            raise ModelCacheFull(
-                f"the model needs {human_bytes(needed_bytes)}, but only {human_bytes(max(0, self.budget_bytes - usage))} "
-                f"of the model cache ({human_bytes(self.budget_bytes)}) can be made free: the rest is kept"
-            )
-        for model in evict:
-            self._delete(model.repo_id)
-        return [model.repo_id for model in evict]
+        with self._cache_lock():
+            if needed_bytes > self.budget_bytes:
+                raise ModelCacheFull(
+                    f"the model needs {human_bytes(needed_bytes)}, more than the whole model cache "
+                    f"({human_bytes(self.budget_bytes)})"
+                )
+            keep = set(keep) | self.leased()  # what a trial, of this process or another, is using
+            usage = self.usage()
+            evict: list[CachedModel] = []
+            for model in self.models():
+                if usage + needed_bytes <= self.budget_bytes:
+                    break
+                if model.repo_id not in keep:
+                    evict.append(model)
+                    usage -= model.size
+            if usage + needed_bytes > self.budget_bytes:
+                raise ModelCacheFull(
+                    f"the model needs {human_bytes(needed_bytes)}, but only {human_bytes(max(0, self.budget_bytes - usage))} "
+                    f"of the model cache ({human_bytes(self.budget_bytes)}) can be made free: the rest is kept"
+                )
+            for model in evict:
+                self._delete(model.repo_id)
+            return [model.repo_id for model in evict]
 
     def make_room_for(self, repo_id: str, total_bytes: int) -> list[str]:
         """make_room for a repo's download of `total_bytes`: what of it is already on disk (kept from an earlier
@@ -101,34 +110,55 @@ class ModelCache:
 
     def remove(self, repo_id: str) -> bool:
         """Delete a repo's files. False when it was not cached, or is in use (leased) by a trial."""
-        if not self._path(repo_id).is_dir() or repo_id in self.leased():
-            return False
-        self._delete(repo_id)
-        return True
+        with self._cache_lock():
+            if not self._path(repo_id).is_dir() or repo_id in self.leased():
+                return False
+            self._delete(repo_id)
+            return True
 
     def lease(self, repo_id: str) -> Lease:
         """Mark a repo in use while a trial downloads and loads it: neither the bot nor `canrun trial` (both may run
         on this Mac, sharing the cache) deletes it until the lease is released or its process is gone."""
-        leases = self.cache_dir / LEASES_DIR
-        leases.mkdir(parents=True, exist_ok=True)
-        path = leases / f"{repo_folder_name(repo_id=repo_id, repo_type='model')}@{os.getpid()}@{uuid.uuid4().hex}"
-        path.touch()
-        return Lease(path)
+        with self._cache_lock():  # not while another process is between checking leases and deleting
+            path = self.cache_dir / LEASES_DIR / f"{repo_folder_name(repo_id=repo_id, repo_type='model')}@{uuid.uuid4().hex}"
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return Lease(path, fd)
 
     def leased(self) -> set[str]:
-        """Repos with a live lease; leases left by dead processes are cleared."""
+        """Repos with a live lease; the files of dead leases are cleared."""
         leases = self.cache_dir / LEASES_DIR
         if not leases.is_dir():
             return set()
         live = set()
         for path in leases.iterdir():
-            folder, _, rest = path.name.partition("@")
-            pid = rest.partition("@")[0]
-            if pid.isdigit() and _alive(int(pid)):
-                live.add(_repo_id(Path(folder)))
+            if path.name == CACHE_LOCK:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:  # released meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its holder is alive (this process included: another open file)
+                live.add(_repo_id(Path(path.name.partition("@")[0])))
             else:
                 path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
         return live
+
+    @contextmanager
+    def _cache_lock(self) -> Iterator[None]:
+        """One process at a time leases, or checks leases and deletes (cache-wide, across processes)."""
+        leases = self.cache_dir / LEASES_DIR
+        leases.mkdir(parents=True, exist_ok=True)
+        fd = os.open(leases / CACHE_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def touch(self, repo_id: str) -> None:
         """Mark a repo as just used."""
@@ -151,16 +181,6 @@ def free_disk_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _repo_id(path: Path) -> str:

@@ -78,11 +78,10 @@ class QueueSettings:
 
 
 async def first_judged_at(store: Store, repo_id: str) -> float | None:
-    """When a trial first showed whether this repo loads; None if none has yet. Trial results are posted in
-    public, so for the prediction game everyone has seen them from then on."""
+    """When a trial (of any revision) first showed whether this repo loads; None if none has yet. Trial results are
+    posted in public, so for the prediction game everyone has seen them from then on."""
     async with store.conn.execute(
-        "SELECT MIN(finished_at) FROM trials WHERE repo_id = ? AND revision IS NULL AND loaded IS NOT NULL",
-        (repo_id,)) as cur:
+        "SELECT MIN(finished_at) FROM trials WHERE repo_id = ? AND loaded IS NOT NULL", (repo_id,)) as cur:
         row = await cur.fetchone()
     return row[0]
 
@@ -174,13 +173,14 @@ class TrialQueue:
 
     async def in_flight(self, repo_id: str) -> Trial | None:
         """The queued or running trial of this repo's default branch, if there is one."""
-        return next((t for t in await self.waiting() if t.repo_id == repo_id and t.revision is None), None)
+        return next((t for t in await self.waiting() if t.repo_id == repo_id and t.revision in (None, "main")), None)
 
     async def latest_judged(self, repo_id: str, *, since: float = 0.0) -> Trial | None:
         """The latest trial of this repo's default branch that finished after `since` and told whether load()
         succeeds."""
         async with self.store.conn.execute(
-            "SELECT * FROM trials WHERE repo_id = ? AND revision IS NULL AND loaded IS NOT NULL AND finished_at >= ?"
+            "SELECT * FROM trials WHERE repo_id = ? AND COALESCE(revision, 'main') = 'main' AND loaded IS NOT NULL"
+            " AND finished_at >= ?"
             " ORDER BY finished_at DESC LIMIT 1", (repo_id, since)) as cur:
             row = await cur.fetchone()
         return Trial.from_row(row) if row else None

@@ -67,7 +67,8 @@ async def open_round(fake, repos: str) -> dict[int, int]:
 
 async def results_message(fake, timeout=30) -> dict:
     posted = await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages",
-                                         predicate=lambda r: "results" in json.dumps(r.json), timeout=timeout)
+                                         predicate=lambda r: r.status == 200 and "results" in json.dumps(r.json),
+                                         timeout=timeout)
     assert posted.json["allowed_mentions"] == {"parse": []}
     return posted.json["embeds"][0]
 
@@ -337,4 +338,27 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
     assert "loads**, by a real trial on this Mac" in embed["description"]
     assert f"<@{kai['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
     assert (await bot.trial_queue.get(1)).error == "interrupted by restart"
+    assert await bot.store.state_items("reveal_pending:") == []
+
+
+async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    await open_round(fake, LOADS_REPO)
+    await click(fake, "canrun:round:1:1:yes", fake.make_user(name="lou"))
+    fake.fail_route("POST", f"/channels/{fake.channel_id}/messages", 403,
+                    {"message": "Missing Permissions", "code": 50013})
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages", predicate=lambda r: r.status == 403)
+    assert (await game.get_round(bot.store, 1)).status == "revealed"  # settled; only the post is missing
+    assert reveal.id and await bot.store.state_items("reveal_pending:") != []
+
+    await bot.close()
+    await asyncio.wait_for(bot.task, 10)
+    bot = await start_bot(predictions=GAME)
+    embed = await results_message(fake)
+    assert "Round 1: results" in embed["title"]
+    for _ in range(50):
+        if await bot.store.state_items("reveal_pending:") == []:
+            break
+        await asyncio.sleep(0.05)
     assert await bot.store.state_items("reveal_pending:") == []

@@ -179,30 +179,37 @@ class PredictionsCog(commands.Cog):
         task.add_done_callback(self.reveal_tasks.discard)
 
     async def _resume_reveals(self) -> None:
-        """Reveals that a restart interrupted (waiting for trials, or about to post): finish them."""
+        """Reveals that a restart interrupted (waiting for trials, or about to post): finish each, side by side."""
         await self.bot.wait_until_ready()
         for key, value in await self.bot.store.state_items(REVEAL_PENDING):
             round_id = int(key.removeprefix(REVEAL_PENDING))
-            try:
-                await self._resume_reveal(round_id, json.loads(value))
-            except Exception:  # one broken reveal must not keep the others from finishing
-                log.exception("resuming the reveal of round %s failed", round_id)
-                await self._reveal_done(round_id)
+            if round_id not in self.revealing:
+                self.revealing.add(round_id)  # at once: a /round reveal meanwhile says it is under way
+                self._spawn(self._resume_reveal(round_id, json.loads(value)))
 
     async def _resume_reveal(self, round_id: int, pending: dict) -> None:
-        rnd = await game.get_round(self.bot.store, round_id)
-        if rnd is None or rnd.id in self.revealing:
-            return
-        self.revealing.add(rnd.id)
         channel = pending.get("channel_id")
-        log.info("resuming the reveal of round %s after a restart", rnd.id)
-        plan = RevealPlan({}, {}, [], {}, {}, {})
-        if rnd.status != "revealed":  # else only the results are still to be posted
-            plan = await self._plan_reveal(rnd, pending["moderator_id"])
-        if plan.unknown:
-            await self._say(channel, f"Round {rnd.id} could not be revealed after a restart: Hugging Face "
-                                     "could not be reached. A moderator can run `/round reveal` again.")
-            await self._reveal_done(rnd.id)
+        try:
+            rnd = await game.get_round(self.bot.store, round_id)
+            if rnd is None:
+                await self._reveal_done(round_id)
+                return
+            log.info("resuming the reveal of round %s after a restart", rnd.id)
+            plan = RevealPlan({}, {}, [], {}, {}, {})
+            if rnd.status != "revealed":  # else only the results are still to be posted
+                plan = await self._plan_reveal(rnd, pending["moderator_id"])
+            if plan.unknown:
+                await self._say(channel, f"Round {rnd.id} could not be revealed after a restart: Hugging Face "
+                                         "could not be reached. A moderator can run `/round reveal` again.")
+                await self._reveal_done(rnd.id)
+                return
+        except asyncio.CancelledError:
+            self.revealing.discard(round_id)
+            raise
+        except Exception:  # one broken reveal must not keep the others from finishing
+            log.exception("resuming the reveal of round %s failed", round_id)
+            await self._say(channel, f"Revealing round {round_id} failed; a moderator can try `/round reveal` again.")
+            await self._reveal_done(round_id)
             return
         await self._finish_reveal(rnd, plan, channel)
 
@@ -328,7 +335,7 @@ class PredictionsCog(commands.Cog):
                 {"channel_id": interaction.channel_id, "moderator_id": interaction.user.id}))
             plan = await self._plan_reveal(rnd, interaction.user.id)
         except BaseException:
-            self.revealing.discard(rnd.id)
+            await self._reveal_done(rnd.id)  # the moderator hears of the failure (tree) and can reveal again
             raise
         lines = [f"🔒 Round {rnd.id} is closed. Settling:"]
         lines += [f"• **{safe.escape(r)}** by trial #{t} (the results follow when it ends)" for r, t in plan.trials.items()]
@@ -338,8 +345,11 @@ class PredictionsCog(commands.Cog):
         lines += [f"• **{safe.escape(r)}** voided: {safe.escape(why)}" for r, why in plan.voided.items()]
         lines += [f"• **{safe.escape(r)}**: Hugging Face could not be reached; try `/round reveal` again"
                   for r in plan.unknown]
-        await interaction.edit_original_response(content=safe.clip("\n".join(lines), safe.CONTENT),
-                                                 allowed_mentions=NO_MENTIONS)
+        try:
+            await interaction.edit_original_response(content=safe.clip("\n".join(lines), safe.CONTENT),
+                                                     allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:  # the trials are queued already: the reveal goes on, the results will show
+            log.warning("could not show the reveal plan of round %s", rnd.id, exc_info=True)
         if plan.unknown:
             await self._reveal_done(rnd.id)
             return
@@ -406,21 +416,34 @@ class PredictionsCog(commands.Cog):
                     outcomes[repo_id] = (trial.loaded, "trial")
                 else:  # cancelled, timed out, failed before load(): the trial could not tell
                     outcomes[repo_id] = (plan.answers[repo_id], "verdict")
+            for repo_id, (_, source) in list(outcomes.items()):
+                # A trial of a verdict-settled repo may have ended while other trials ran: the truth wins.
+                judged = await self.bot.trial_queue.latest_judged(repo_id, since=rnd.closed_at or rnd.opened_at) \
+                    if source == "verdict" and hasattr(self.bot, "trial_queue") else None
+                if judged is not None:
+                    outcomes[repo_id] = (judged.loaded, "trial")
             # A moderator may have voided a repo while its trial ran.
             current = await game.get_round(self.bot.store, rnd.id)
             live = {r.repo_id for r in current.repos if r.void_reason is None}
             results = await game.reveal_round(self.bot.store, rnd.id,
                                               {r: o for r, o in outcomes.items() if r in live})
-            if channel_id is not None:
-                channel = self.bot.get_partial_messageable(channel_id)
-                await channel.send(embed=render.round_results(results, self.bot.config.hf_endpoint),
-                                   allowed_mentions=NO_MENTIONS)
         except asyncio.CancelledError:  # the bot is closing: the reveal resumes at the next start
             self.revealing.discard(rnd.id)
             raise
         except Exception:
             log.exception("revealing round %s failed", rnd.id)
             await self._say(channel_id, f"Revealing round {rnd.id} failed; a moderator can try `/round reveal` again.")
+            await self._reveal_done(rnd.id)
+            return
+        if channel_id is not None:
+            try:
+                await self.bot.get_partial_messageable(channel_id).send(
+                    embed=render.round_results(results, self.bot.config.hf_endpoint), allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException:  # settled; only the post is missing: kept, so the next start posts it
+                log.warning("could not post the results of round %s; posting them at the next start", rnd.id,
+                            exc_info=True)
+                self.revealing.discard(rnd.id)
+                return
         await self._reveal_done(rnd.id)
 
     async def _reveal_done(self, round_id: int) -> None:

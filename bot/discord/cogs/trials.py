@@ -56,8 +56,16 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
             return
         # Answer within Discord's 3 s first: cancelling edits the trial's message, which may wait on rate limits.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await bot.trial_queue.cancel(trial.id, interaction.user.id)
-        await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")
+        try:
+            trial = await bot.trial_queue.cancel(trial.id, interaction.user.id)
+        except Exception:  # a button's errors do not reach the tree's handler: answer here
+            log.exception("cancelling trial #%s failed", self.trial_id)
+            await send_ephemeral(interaction, "Cancelling failed on canrun's side; it has been logged.")
+            return
+        if trial.finished and trial.status != "cancelled":
+            await send_ephemeral(interaction, f"Trial #{trial.id} ended before it could be cancelled ({trial.status}).")
+        else:
+            await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")
 
 
 class TrialMessage:

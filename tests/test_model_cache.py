@@ -116,6 +116,20 @@ def test_a_leased_model_is_neither_evicted_nor_removed_until_released(cache_dir)
     assert cache.remove("org/a") is True and cached(cache) == []
 
 
+def test_reserve_holds_nothing_when_the_model_cannot_fit_and_after_trial_keeps_or_drops(cache_dir):
+    cache, size = cache_holding(cache_dir, 4)
+    with pytest.raises(ModelCacheFull):
+        cache.reserve("org/d", 5 * size)
+    assert cache.leased() == set() and cached(cache) == ["org/a", "org/b", "org/c"]
+
+    lease = cache.reserve("org/a", size)
+    assert cache.leased() == {"org/a"}
+    cache.after_trial("org/a", lease, keep=True)
+    assert cache.leased() == set() and cached(cache)[-1] == "org/a"  # kept, as the most recently used
+    cache.after_trial("org/b", cache.reserve("org/b", size), keep=False)
+    assert cached(cache) == ["org/c", "org/a"]
+
+
 def test_a_lease_ends_with_its_process(cache_dir):
     cache, size = cache_holding(cache_dir, 4)
     # Another process (as `canrun trial` would be) leases org/a and dies without releasing it.

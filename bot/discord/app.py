@@ -30,7 +30,7 @@ from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
 from bot.services.game_events import GameEvents
 from bot.services.hub import HubUnavailable
-from bot.services.model_cache import Lease, ModelCache, ModelCacheFull, free_disk_bytes
+from bot.services.model_cache import Lease, ModelCache, ModelCacheFull
 from bot.services.model_search import ModelSearch
 from bot.services.store import Store
 from bot.services.trial_queue import QueueSettings, Trial, TrialAborted, TrialQueue
@@ -100,21 +100,14 @@ class CanrunBot(commands.Bot):
         await self.add_cog(TrialsCog(self))
         self.trial_queue.start()
 
-    def disk_available(self) -> int:
-        """Free disk where models go, plus what the model cache could evict to make room."""
-        return free_disk_bytes(self.model_cache.cache_dir) + self.model_cache.usage()
-
     async def _before_trial(self, trial: Trial) -> None:
         try:
             meta = await self.checker.hub.fetch(trial.repo_id, trial.revision)
         except HubUnavailable as e:
             raise TrialAborted(f"Hugging Face could not be reached ({e})") from e
-        # Nobody evicts it while it downloads and loads (a thread: the cache lock may wait on another process).
-        lease = await asyncio.to_thread(self.model_cache.lease, trial.repo_id)
-        try:
-            await asyncio.to_thread(self.model_cache.make_room_for, trial.repo_id, meta.weights_bytes or 0)
+        try:  # a thread: the cache lock may wait on another process
+            lease = await asyncio.to_thread(self.model_cache.reserve, trial.repo_id, meta.weights_bytes or 0)
         except ModelCacheFull as e:
-            lease.release()
             raise TrialAborted(str(e)) from e
         self._leases[trial.id] = lease
         await self.game_events.trial_starting(trial)
@@ -125,12 +118,8 @@ class CanrunBot(commands.Bot):
             if settlement is not None:
                 await self._announce_settlement(trial, settlement)
         finally:
-            if (lease := self._leases.pop(trial.id, None)) is not None:
-                lease.release()
-            if self.config.trials.keep_after_trial:
-                await asyncio.to_thread(self.model_cache.touch, trial.repo_id)
-            else:
-                await asyncio.to_thread(self.model_cache.remove, trial.repo_id)
+            await asyncio.to_thread(self.model_cache.after_trial, trial.repo_id, self._leases.pop(trial.id, None),
+                                    keep=self.config.trials.keep_after_trial)
 
     async def _announce_settlement(self, trial: Trial, settlement: game.Settlement) -> None:
         """Say in the trial's channel what it settled, and which verdict-based scores it overturned."""

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.core.engine import HostMemory
 from bot.core.trial_policy import GB, refusal
 from bot.core.verdicts import Verdict
-from bot.services.model_cache import ModelCache, ModelCacheFull, free_disk_bytes
+from bot.services.model_cache import ModelCache, ModelCacheFull
 from bot.services.store import Store
 from bot.services.trial_runner import FAILED, ProgressCallback, TrialOutcome, TrialProcess, TrialSpec, start_trial
 from bot.services.trial_settings import trial_limits, trial_policy
@@ -37,8 +37,7 @@ class LocalTrial:
         self._cancelled = False
 
     def refusal(self, verdict: Verdict) -> str | None:
-        disk = free_disk_bytes(self.cache.cache_dir) + self.cache.usage()  # what eviction could free counts
-        return refusal(verdict, self.policy, disk_available_bytes=disk)
+        return refusal(verdict, self.policy, disk_available_bytes=self.cache.available_bytes())
 
     def cancel(self) -> None:
         """Stop the trial, whenever: before the worker starts (it then never does) or while it runs."""
@@ -55,20 +54,11 @@ class LocalTrial:
         if self._cancelled:
             process.cancel()
         # A bot on this Mac shares the cache: leases keep each side from deleting what the other is using.
-        lease = await asyncio.to_thread(self.cache.lease, repo_id)
         try:
-            await asyncio.to_thread(self.cache.make_room_for, repo_id, weights_bytes)
+            lease = await asyncio.to_thread(self.cache.reserve, repo_id, weights_bytes)
         except ModelCacheFull as e:
-            lease.release()
             return TrialOutcome(FAILED, None, str(e), 0.0, {})
         try:
             return await process.run(on_progress)
         finally:  # as the bot does after a trial, cancelled ones included (their partial download goes too)
-            lease.release()
-            await asyncio.to_thread(self._tidy, repo_id)
-
-    def _tidy(self, repo_id: str) -> None:
-        if self.config.trials.keep_after_trial:
-            self.cache.touch(repo_id)
-        else:
-            self.cache.remove(repo_id)
+            await asyncio.to_thread(self.cache.after_trial, repo_id, lease, keep=self.config.trials.keep_after_trial)

@@ -44,7 +44,8 @@ class Lease:
     """A model in use by this process. The lease file stays locked (flock) while the lease is held: the lock, not a
     pid, says it is alive, so a lease dies with its process whatever pid comes next. release() when done."""
 
-    def __init__(self, path: Path, fd: int):
+    def __init__(self, repo_id: str, path: Path, fd: int):
+        self.repo_id = repo_id
         self.path = path
         self._fd: int | None = fd
 
@@ -102,6 +103,30 @@ class ModelCache:
                 self._delete(model.repo_id)
             return [model.repo_id for model in evict]
 
+    def available_bytes(self) -> int:
+        """Free disk where models go, plus what evicting the whole cache could free."""
+        return free_disk_bytes(self.cache_dir) + self.usage()
+
+    def reserve(self, repo_id: str, total_bytes: int) -> Lease:
+        """Before a trial: lease the repo and make room for its download. Raises ModelCacheFull, holding nothing,
+        when it cannot fit."""
+        lease = self.lease(repo_id)
+        try:
+            self.make_room_for(repo_id, total_bytes)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
+
+    def after_trial(self, repo_id: str, lease: Lease | None, *, keep: bool) -> None:
+        """After a trial (whatever its end): its lease ends, and its model stays as just used, or goes."""
+        if lease is not None:
+            lease.release()
+        if keep:
+            self.touch(repo_id)
+        else:
+            self.remove(repo_id)
+
     def make_room_for(self, repo_id: str, total_bytes: int) -> list[str]:
         """make_room for a repo's download of `total_bytes`: what of it is already on disk (kept from an earlier
         trial, or left by an interrupted one) needs no new room."""
@@ -123,7 +148,7 @@ class ModelCache:
             path = self.cache_dir / LEASES_DIR / f"{repo_folder_name(repo_id=repo_id, repo_type='model')}@{uuid.uuid4().hex}"
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            return Lease(path, fd)
+            return Lease(repo_id, path, fd)
 
     def leased(self) -> set[str]:
         """Repos with a live lease; the files of dead leases are cleared."""

@@ -394,7 +394,7 @@ class PredictionsCog(commands.Cog):
         running = await queue.in_flight(repo_id)
         if running is not None:
             return running.id, None
-        why_not = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.disk_available())
+        why_not = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.model_cache.available_bytes())
         if why_not:
             return None, why_not
         cfg = self.bot.config.trials

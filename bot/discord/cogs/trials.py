@@ -165,7 +165,7 @@ class TrialsCog(commands.Cog):
         except HubUnavailable:
             await interaction.edit_original_response(content="Hugging Face could not be reached; no trial queued.")
             return
-        reason = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.disk_available())
+        reason = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.model_cache.available_bytes())
         if reason:
             await interaction.edit_original_response(
                 content=safe.clip(f"No trial for **{safe.escape(ref.repo_id)}**: {safe.escape(reason.rstrip('.'))}.",

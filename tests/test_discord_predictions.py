@@ -362,3 +362,11 @@ async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fak
             break
         await asyncio.sleep(0.05)
     assert await bot.store.state_items("reveal_pending:") == []
+
+
+async def test_predict_autocompletes_repos_like_canrun(fake, start_bot):
+    await start_bot(predictions=GAME)
+    interaction = await fake.send_autocomplete("predict", {"repo": "mistral", "will_load": "yes"}, focused="repo")
+    callback = await fake.wait_for_request("POST", f"/interactions/{interaction.id}/")
+    values = [c["value"] for c in callback.json["data"]["choices"]]
+    assert "mistralai/Mistral-7B-v0.1" in values and len(values) <= 25

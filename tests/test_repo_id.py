@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.core.repo_id import RepoIdError, RepoRef, parse_repo
+from bot.core.repo_id import RepoIdError, RepoRef, is_default_branch, parse_repo
 
 part = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True).filter(
     lambda s: ".." not in s and "--" not in s
@@ -83,3 +83,8 @@ def test_never_crashes_and_never_returns_a_path(text):
     org, name = ref.repo_id.split("/")
     assert org and name and not ref.repo_id.startswith((".", "/", "~"))
     assert ".." not in ref.repo_id and "\\" not in ref.repo_id
+
+
+def test_default_branch_is_no_revision_or_main():
+    assert is_default_branch(None) and is_default_branch(parse_repo("https://huggingface.co/o/n/tree/main").revision)
+    assert not is_default_branch("v2") and not is_default_branch("0123abcd")

@@ -19,6 +19,14 @@ _REVISION_SEGMENTS = {"tree", "blob", "resolve", "commit"}
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
+DEFAULT_BRANCH = "main"  # Hugging Face's; a pasted .../tree/main link names it
+
+
+def is_default_branch(revision: str | None) -> bool:
+    """No revision, or the default branch by name: the model people mean when they name a repo."""
+    return revision is None or revision == DEFAULT_BRANCH
+
+
 class RepoIdError(ValueError):
     """The input is not a model id or a Hugging Face model URL. The message is for the user."""
 

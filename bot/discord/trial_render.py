@@ -5,11 +5,11 @@ from __future__ import annotations
 import discord
 
 from bot.discord import safe
+from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.units import human_bytes
 from bot.services.trial_queue import Trial
 from bot.services.trial_runner import TrialProgress
 
-PHASES = (("download", "downloading"), ("load", "loading"), ("generate", "generating"))
 STATUS_LINES = {
     "succeeded": "✅ `mlx_lm.load()` worked and the model generated text.",
     "cancelled": "🛑 Cancelled.",
@@ -20,9 +20,7 @@ COLORS = {"succeeded": discord.Color.green(), "failed": discord.Color.red(), "qu
 
 
 def progress_bar(done: int, total: int, width: int = 16) -> str:
-    share = 0.0 if total <= 0 else min(1.0, done / total)
-    filled = round(share * width)
-    return f"{'█' * filled}{'░' * (width - filled)} {share:.0%}"
+    return f"{bar(done, total, width)} {share(done, total):.0%}"
 
 
 def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position: tuple[int, float] | None = None,
@@ -80,7 +78,7 @@ def _code_block(text: str, limit: int) -> str:
 
 def _phase_line(current: str | None) -> str:
     marks, seen = [], False
-    for key, word in PHASES:
+    for key, word in PHASE_WORDS.items():
         if key == current:
             marks.append(f"▶️ **{word}**")
             seen = True
@@ -90,7 +88,7 @@ def _phase_line(current: str | None) -> str:
 
 
 def _phase_word(phase: str | None) -> str:
-    return dict(PHASES).get(phase or "", "starting")
+    return PHASE_WORDS.get(phase or "", "starting")
 
 
 def _minutes(seconds: float) -> str:

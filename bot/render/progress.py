@@ -21,7 +21,7 @@ def progress_line(p: TrialProgress, width: int, max_tokens: int | None = None) -
     if p.phase == "download":
         if not p.bytes_total:
             return _fit("downloading…", room)
-        amounts = f"{byte_pair(p.bytes_done, p.bytes_total)} {_share(p.bytes_done, p.bytes_total):>4.0%}"
+        amounts = f"{byte_pair(p.bytes_done, p.bytes_total)} {share(p.bytes_done, p.bytes_total):>4.0%}"
         bar_width = min(BAR_MAX, room - len("downloading ") - len(amounts) - 1)
         if bar_width < BAR_MIN:
             return _fit(f"downloading {amounts}", room)
@@ -55,7 +55,7 @@ def seconds(value: float) -> str:
 
 
 def bar(done: int, total: int, width: int) -> str:
-    filled = round(_share(done, total) * width)
+    filled = round(share(done, total) * width)
     return "█" * filled + "░" * (width - filled)
 
 
@@ -99,7 +99,8 @@ class ProgressPrinter:
             self._drawn = False
 
 
-def _share(done: int, total: int) -> float:
+def share(done: int, total: int) -> float:
+    """done / total, kept within 0..1 (0 while the total is unknown)."""
     return 0.0 if total <= 0 else max(0.0, min(1.0, done / total))
 
 

@@ -9,18 +9,18 @@ trial of another branch is close enough to peeking.
 
 from __future__ import annotations
 
+from bot.core.repo_id import is_default_branch
 from bot.core.verdicts import GATED, LOADS, NOT_FOUND, Verdict
 from bot.services import predictions as game
 from bot.services.store import Store
 from bot.services.trial_queue import Trial, first_judged_at
 
 NO_ANSWER = (GATED, NOT_FOUND)
-DEFAULT_BRANCH = (None, "main")  # no revision, or main as a pasted .../tree/main link gives it
 
 
 def settles(verdict: Verdict) -> bool:
     """Whether this verdict answers "does the repo's default branch load?"."""
-    return verdict.revision in DEFAULT_BRANCH and verdict.verdict not in NO_ANSWER
+    return is_default_branch(verdict.revision) and verdict.verdict not in NO_ANSWER
 
 
 class GameEvents:
@@ -41,7 +41,7 @@ class GameEvents:
     async def trial_ended(self, trial: Trial) -> game.Settlement | None:
         """The ground truth, when the trial could tell: it settles predictions in every guild. Then unlock."""
         try:
-            if trial.loaded is None or trial.revision not in DEFAULT_BRANCH:
+            if trial.loaded is None or not is_default_branch(trial.revision):
                 return None
             return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
         finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
 from bot.services.trial_runner import TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
@@ -173,15 +174,15 @@ class TrialQueue:
 
     async def in_flight(self, repo_id: str) -> Trial | None:
         """The queued or running trial of this repo's default branch, if there is one."""
-        return next((t for t in await self.waiting() if t.repo_id == repo_id and t.revision in (None, "main")), None)
+        return next((t for t in await self.waiting() if t.repo_id == repo_id and is_default_branch(t.revision)), None)
 
     async def latest_judged(self, repo_id: str, *, since: float = 0.0) -> Trial | None:
         """The latest trial of this repo's default branch that finished after `since` and told whether load()
         succeeds."""
         async with self.store.conn.execute(
-            "SELECT * FROM trials WHERE repo_id = ? AND COALESCE(revision, 'main') = 'main' AND loaded IS NOT NULL"
-            " AND finished_at >= ?"
-            " ORDER BY finished_at DESC LIMIT 1", (repo_id, since)) as cur:
+            "SELECT * FROM trials WHERE repo_id = ? AND COALESCE(revision, ?) = ? AND loaded IS NOT NULL"
+            " AND finished_at >= ? ORDER BY finished_at DESC LIMIT 1",
+            (repo_id, DEFAULT_BRANCH, DEFAULT_BRANCH, since)) as cur:  # is_default_branch(revision), in SQL
             row = await cur.fetchone()
         return Trial.from_row(row) if row else None
 

@@ -105,6 +105,11 @@ class CanrunCog(commands.Cog):
 
     @canrun.autocomplete("repo")
     async def repo_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        ids = await self.bot.model_search.complete(current)
-        return [app_commands.Choice(name=safe.clip(i, safe.CHOICE_NAME), value=i) for i in ids
-                if len(i) <= safe.CHOICE_VALUE][: safe.CHOICES]
+        return await repo_choices(self.bot, current)
+
+
+async def repo_choices(bot: CanrunBot, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete of a `repo` option: Hugging Face model ids matching what was typed, within Discord's limits."""
+    ids = await bot.model_search.complete(current)
+    return [app_commands.Choice(name=safe.clip(i, safe.CHOICE_NAME), value=i) for i in ids
+            if len(i) <= safe.CHOICE_VALUE][: safe.CHOICES]

@@ -26,6 +26,7 @@ from bot.core.verdicts import LOADS, NOT_FOUND, Verdict
 from bot.discord import game_render as render
 from bot.discord import safe
 from bot.discord.checks import moderator_only
+from bot.discord.cogs.canrun import repo_choices
 from bot.discord.reply import NO_MENTIONS, send_ephemeral
 from bot.services import predictions as game
 from bot.services.game_events import settles
@@ -234,9 +235,7 @@ class PredictionsCog(commands.Cog):
 
     @predict.autocomplete("repo")
     async def repo_autocomplete(self, interaction: discord.Interaction, current: str):
-        ids = await self.bot.model_search.complete(current)
-        return [app_commands.Choice(name=safe.clip(i, safe.CHOICE_NAME), value=i) for i in ids
-                if len(i) <= safe.CHOICE_VALUE][: safe.CHOICES]
+        return await repo_choices(self.bot, current)
 
     # ---- /round --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -146,12 +146,13 @@ def parse_repo_list(text: str) -> list[str]:
 class RevealPlan:
     """How each live repo of a round is settled: a trial (its id) or the static verdict (its answer)."""
 
-    trials: dict[str, int]
-    verdicts: dict[str, bool]
-    unknown: list[str]  # neither possible (Hugging Face unreachable): the reveal waits
-    no_trial: dict[str, str]  # repo -> why the verdict settles it although trials are on
-    voided: dict[str, str]  # repo -> why it was taken out (its answer says nothing about load())
-    answers: dict[str, bool]  # repo -> the verdict's answer, also the fallback of a trial that cannot tell
+    trials: dict[str, int] = field(default_factory=dict)
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)  # neither possible (Hugging Face unreachable): the reveal waits
+    no_trial: dict[str, str] = field(default_factory=dict)  # repo -> why the verdict settles it though trials are on
+    voided: dict[str, str] = field(default_factory=dict)  # repo -> why it was taken out (its answer says nothing)
+    answers: dict[str, bool] = field(default_factory=dict)  # repo -> the verdict's answer, also the fallback of a
+    #                                                         trial that cannot tell
 
 
 class PredictionsCog(commands.Cog):
@@ -196,7 +197,7 @@ class PredictionsCog(commands.Cog):
                 await self._reveal_done(round_id)
                 return
             log.info("resuming the reveal of round %s after a restart", rnd.id)
-            plan = RevealPlan({}, {}, [], {}, {}, {})
+            plan = RevealPlan()
             if rnd.status != "revealed":  # else only the results are still to be posted
                 plan = await self._plan_reveal(rnd, pending["moderator_id"])
             if plan.unknown:
@@ -356,7 +357,7 @@ class PredictionsCog(commands.Cog):
         self._spawn(self._finish_reveal(rnd, plan, interaction.channel_id))
 
     async def _plan_reveal(self, rnd: game.Round, moderator_id: int) -> RevealPlan:
-        plan = RevealPlan({}, {}, [], {}, {}, {})
+        plan = RevealPlan()
         by_trial = self.bot.config.trials.enabled and self.bot.config.predictions.round_reveal_by_trial
         for repo in rnd.repos:
             if repo.void_reason is not None:

@@ -370,3 +370,20 @@ async def test_predict_autocompletes_repos_like_canrun(fake, start_bot):
     callback = await fake.wait_for_request("POST", f"/interactions/{interaction.id}/")
     values = [c["value"] for c in callback.json["data"]["choices"]]
     assert "mistralai/Mistral-7B-v0.1" in values and len(values) <= 25
+
+
+async def test_moderator_commands_explain_bad_input_privately(fake, start_bot):
+    bot = await start_bot(predictions=GAME)
+    for options, sub, words in [
+        ({}, "close", "No round is open here."),
+        ({}, "reveal", "No round is in play here."),
+        ({"repo": "not a repo!", "reason": "typo"}, "void", "org/name"),
+        ({"repo": LOADS_REPO, "reason": "typo"}, "void", "There is no round here."),
+    ]:
+        tried = await fake.send_slash_command("round", options, subcommand=sub, user=fake.owner)
+        assert words in await private_answer(fake, tried), (sub, options)
+    started = await fake.send_slash_command("season", {"name": "Spring"}, subcommand="start", user=fake.owner)
+    await answer_of(fake, started)
+    again = await fake.send_slash_command("season", {"name": "Summer"}, subcommand="start", user=fake.owner)
+    assert "Season Spring is running: end it first." in await private_answer(fake, again)
+    assert (await game.active_season(bot.store, fake.guild_ids[0])).name == "Spring"  # nothing changed

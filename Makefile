@@ -24,7 +24,7 @@ config.toml:
 	@echo "created config.toml from config.example.toml: edit it to taste"
 
 $(PY):
-	@test -n "$(PYTHON)" || { echo "canrun needs Python 3.11 or newer (on macOS: brew install python@3.12)"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "canrun needs Python 3.11 or newer (on macOS: brew install python@3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall when the dependencies change.

@@ -57,8 +57,12 @@ async def start_bot(fake, make_config):
         if not bots:
             await make_config.seed()
         bot = CanrunBot(make_config(**keys), guild_ready_timeout=0.05)
-        bot.task = asyncio.create_task(bot.start("fake-token"))
         bots.append(bot)
+        # start() is login() then connect(); awaiting login here runs setup_hook and makes
+        # wait_until_ready() valid before the gateway task has had a turn (Python 3.12+ runs
+        # wait_for's coroutine in this task, so a freshly created start() task has not begun).
+        await bot.login("fake-token")
+        bot.task = asyncio.create_task(bot.connect())
         await asyncio.wait_for(bot.wait_until_ready(), 10)
         return bot
 

@@ -123,7 +123,8 @@ async def fake():
 async def bot(fake):
     bot = SampleBot()
     with patch_discord(fake):
-        task = asyncio.create_task(bot.start("fake-token"))
+        await bot.login("fake-token")  # start() = login() + connect(): ready-waiting is valid after login
+        task = asyncio.create_task(bot.connect())
         await fake.wait_ready()
         await asyncio.wait_for(bot.wait_until_ready(), 5)
         yield bot

@@ -1,3 +1,4 @@
+import asyncio
 import sqlite3
 
 import pytest
@@ -75,3 +76,36 @@ async def test_transaction_rolls_back_on_error(tmp_path):
             raise RuntimeError("boom")
     assert await store.cache_get("a/b", None) is None
     await store.close()
+
+
+async def test_a_read_during_another_coroutines_transaction_sees_only_committed_data(store):
+    await store.state_put("round", "committed")
+    inside, finish = asyncio.Event(), asyncio.Event()
+
+    async def write_then_fail():
+        async with store.transaction() as db:
+            await db.execute("UPDATE bot_state SET value = 'uncommitted' WHERE key = 'round'")
+            await db.execute("INSERT INTO bot_state (key, value, updated_at) VALUES ('ghost', 'uncommitted', 0)")
+            inside.set()
+            await finish.wait()  # the transaction stays open across this await: other coroutines run meanwhile
+            raise RuntimeError("rolled back")
+
+    writer = asyncio.create_task(write_then_fail())
+    await inside.wait()
+    seen = (await store.state_get("round"), await store.state_get("ghost"), await store.state_items("gh"))
+    finish.set()
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await writer
+
+    assert seen == ("committed", None, [])
+    assert (await store.state_get("round"), await store.state_get("ghost")) == ("committed", None)
+
+
+async def test_a_committed_write_is_read_at_once_and_reads_cannot_write(store):
+    await store.state_put("k", "v1")
+    assert await store.state_get("k") == "v1"
+    await store.state_put("k", "v2")
+    assert await store.state_get("k") == "v2"
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.conn.execute("DELETE FROM bot_state")
+    assert await store.state_get("k") == "v2"

@@ -1,7 +1,10 @@
-"""The SQLite store: one aiosqlite connection, WAL, foreign keys, ordered migrations.
+"""The SQLite store: WAL, foreign keys, ordered migrations; one connection writes, another reads.
 
-One connection owns the database (aiosqlite runs it on its own thread); transactions are short and
-serialised by a lock, so coroutines never interleave inside one.
+The writer owns every change (aiosqlite runs it on its own thread); transactions are short and serialised by a
+lock, so coroutines never interleave inside one. Reads go through `conn`, a second, read-only connection: in WAL
+it sees only committed data, so a read that runs while another coroutine's transaction is open (between two of
+its awaits) never sees rows that may still be rolled back. Inside a transaction, read through the connection
+`transaction()` yields, which sees that transaction's own writes.
 """
 
 from __future__ import annotations
@@ -48,9 +51,19 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+async def _connect(path: Path) -> aiosqlite.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly what we write.
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
 class Store:
-    def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self.conn = conn
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path):
+        self._writer = writer
+        self.conn = reader  # reads only (query_only): committed data, never another coroutine's open transaction
         self.path = path
         self._write_lock = asyncio.Lock()
 
@@ -58,39 +71,44 @@ class Store:
     async def open(cls, path: str | Path) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly what we write.
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed transaction's integrity
-        return cls(conn, path)
+        writer = await _connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")  # before the reader opens: WAL lets both work at once
+            await writer.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed transaction's integrity
+            reader = await _connect(path)
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader, path)
 
     async def close(self) -> None:
-        await self.conn.close()
+        try:
+            await self.conn.close()
+        finally:
+            await self._writer.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield self._writer
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self._writer.execute("ROLLBACK")
                 raise
-            await self.conn.execute("COMMIT")
+            await self._writer.execute("COMMIT")
 
     # ---- migrations --------------------------------------------------------------------------
 
     async def migrate(self, migrations: list[Migration] | None = None) -> list[Migration]:
         """Apply pending migrations in order, each in its own transaction. Returns those applied."""
         migrations = discover_migrations() if migrations is None else migrations
-        await self.conn.execute(
+        await self._writer.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
         )
-        async with self.conn.execute("SELECT version FROM schema_migrations") as cur:
+        async with self._writer.execute("SELECT version FROM schema_migrations") as cur:
             applied = {row[0] for row in await cur.fetchall()}
         done = []
         for m in sorted(migrations, key=lambda m: m.version):
@@ -104,10 +122,10 @@ class Store:
                     "COMMIT;"
                 )
                 try:
-                    await self.conn.executescript(script)
+                    await self._writer.executescript(script)
                 except Exception as e:
-                    if self.conn.in_transaction:
-                        await self.conn.execute("ROLLBACK")
+                    if self._writer.in_transaction:
+                        await self._writer.execute("ROLLBACK")
                     raise MigrationError(f"migration {m.version:03d}_{m.name} failed: {e}") from e
             log.info("applied migration %03d_%s", m.version, m.name)
             done.append(m)

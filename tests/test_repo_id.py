@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.core.repo_id import RepoIdError, RepoRef, is_default_branch, parse_repo
+from bot.core.repo_id import RepoIdError, RepoRef, echo, is_default_branch, parse_repo
 
 part = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True).filter(
     lambda s: ".." not in s and "--" not in s
@@ -24,6 +24,13 @@ revision = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True).fil
         ("https://huggingface.co/models/org/name", RepoRef("org/name")),
         ("<https://huggingface.co/org/name>", RepoRef("org/name")),
         ("org/name@v1.0", RepoRef("org/name", "v1.0")),
+        # Legacy ids from before organisations: the hub redirects them to their current home.
+        ("gpt2", RepoRef("gpt2")),
+        ("bert-base-uncased@main", RepoRef("bert-base-uncased", "main")),
+        # Invisible characters that come along when an id is copied from a web page.
+        ("\u200eorg/name\u200f", RepoRef("org/name")),
+        ("\ufefforg/na\u200bme\u2060", RepoRef("org/name")),
+        ("\u00a0https://huggingface.co/org/name\u202c ", RepoRef("org/name")),
     ],
 )
 def test_accepts_ids_and_urls(text, expected):
@@ -34,7 +41,9 @@ def test_accepts_ids_and_urls(text, expected):
     "text, words",
     [
         ("", "model id"),
-        ("gpt2", "organisation"),
+        ("org/name.git", "without `.git`"),
+        ("https://huggingface.co/org/name.git", "the model id is `org/name`"),
+        ("org/-name", "org/name"),
         ("../../etc/passwd", "org/name"),
         ("/Users/me/models/llama", "org/name"),
         ("org/na me", "org/name"),
@@ -80,11 +89,17 @@ def test_never_crashes_and_never_returns_a_path(text):
         ref = parse_repo(text)
     except RepoIdError:
         return
-    org, name = ref.repo_id.split("/")
-    assert org and name and not ref.repo_id.startswith((".", "/", "~"))
+    assert all(ref.repo_id.split("/")) and ref.repo_id.count("/") <= 1
+    assert not ref.repo_id.startswith((".", "/", "~")) and not ref.repo_id.endswith(".git")
     assert ".." not in ref.repo_id and "\\" not in ref.repo_id
 
 
 def test_default_branch_is_no_revision_or_main():
     assert is_default_branch(None) and is_default_branch(parse_repo("https://huggingface.co/o/n/tree/main").revision)
     assert not is_default_branch("v2") and not is_default_branch("0123abcd")
+
+
+def test_echoed_input_is_cut_and_cleaned():
+    assert echo("\u200eorg/na me") == "'org/na me'"
+    long = echo("x" * 10_000)
+    assert len(long) == 82 and long.endswith("…'")  # 80 characters and the quotes

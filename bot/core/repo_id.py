@@ -7,12 +7,14 @@ folder, so a "repo" like `../../etc` must never reach it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-# The hub's own rule (huggingface_hub.utils.validate_repo_id), narrowed to `org/name`.
+# The hub's own rule (huggingface_hub.utils.validate_repo_id), ASCII only: `org/name`, or a legacy `name`
+# without an organisation (`gpt2`, `bert-base-uncased`), which the hub redirects to its current home.
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID = re.compile(rf"({_PART})/({_PART})")
+_REPO_ID = re.compile(rf"(?:{_PART}/)?{_PART}")
 _HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 # Path segments after org/name in a pasted URL that carry a revision: /tree/REV, /blob/REV/file, /resolve/REV/file
 _REVISION_SEGMENTS = {"tree", "blob", "resolve", "commit"}
@@ -27,8 +29,23 @@ def is_default_branch(revision: str | None) -> bool:
     return revision is None or revision == DEFAULT_BRANCH
 
 
+ECHO_CHARS = 80  # of a user's input repeated in an error message: enough to recognise it, never a wall of text
+
+
 class RepoIdError(ValueError):
     """The input is not a model id or a Hugging Face model URL. The message is for the user."""
+
+
+def clean_input(text: str | None) -> str:
+    """What was pasted, without the invisible characters web pages carry along (U+200E left-to-right marks,
+    zero-width spaces, a BOM...: Unicode's format characters) and without surrounding whitespace."""
+    return "".join(ch for ch in (text or "") if unicodedata.category(ch) != "Cf").strip()
+
+
+def echo(text: str | None, limit: int = ECHO_CHARS) -> str:
+    """The user's input, quoted for an error message and cut to `limit` characters."""
+    cleaned = clean_input(text)
+    return repr(cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ class RepoRef:
 
 def parse_repo(text: str, revision: str | None = None) -> RepoRef:
     """Parse `org/name`, `org/name@rev` or a huggingface.co URL. An explicit `revision` wins over one in the URL."""
-    raw = (text or "").strip().strip("<>").strip()
+    raw = clean_input(text).strip("<>").strip()
     if not raw:
         raise RepoIdError("Give a model id like `mlx-community/Qwen3-0.6B-4bit`.")
     if len(raw) > 500:
@@ -56,12 +73,9 @@ def parse_repo(text: str, revision: str | None = None) -> RepoRef:
         if "@" in raw:
             repo_id, url_revision = raw.rsplit("@", 1)
 
+    if repo_id.endswith(".git") and _REPO_ID.fullmatch(repo_id.removesuffix(".git")):
+        raise RepoIdError(f"That is a git address: the model id is `{repo_id.removesuffix('.git')}`, without `.git`.")
     if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or "--" in repo_id:
-        if "/" not in repo_id and re.fullmatch(_PART, repo_id):
-            raise RepoIdError(
-                f"`{repo_id}` needs its organisation: use the full id shown on the model page, "
-                "like `openai-community/gpt2`."
-            )
         raise RepoIdError(
             "A model id looks like `org/name` (letters, digits, `-`, `_`, `.`), "
             "or paste the model's huggingface.co link."

@@ -89,6 +89,15 @@ class PredictionsConfig:
 
 
 @dataclass(frozen=True)
+class DryLoadConfig:
+    enabled: bool = True  # ask the installed mlx-lm itself (a child process, metadata only); off: static gates only
+    timeout_seconds: float = 60.0  # one dry load; past it the child is killed and the static verdict stands
+    memory_ceiling_gb: float = 4.0  # resident memory of the dry-load process; past it, it is killed
+    max_requests: int = 200  # a fresh process after this many dry loads (imported model modules add up)
+    work_dir: str = ".canrun/dryload"  # header-only model folders, deleted after each dry load
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     file: str = ".canrun/canrun.log"
@@ -103,6 +112,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     trials: TrialsConfig = field(default_factory=TrialsConfig)
     predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
+    dry_load: DryLoadConfig = field(default_factory=DryLoadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 

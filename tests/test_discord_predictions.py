@@ -26,9 +26,9 @@ def tiny_repos(zoo_hub):
     files = tiny_llama_files()
     for name in ("game-lab/tiny-round", "game-lab/tiny-locked"):
         zoo_hub.add_repo(FakeRepo(name, dict(files)))
-    # Metadata that passes every static gate, weights that do not match it: only a real load() finds out.
-    config = json.loads(files["config.json"])
-    broken = {**files, "config.json": json.dumps({**config, "num_hidden_layers": config["num_hidden_layers"] + 1})}
+    # An upload cut short: the header promises more bytes than the file holds. Metadata, the static gates
+    # and the dry load (which reads headers only) all see a loadable model: only a real load() finds out.
+    broken = {**files, "model.safetensors": files["model.safetensors"][:-64]}
     zoo_hub.add_repo(FakeRepo("game-lab/tiny-broken", {k: v.encode() if isinstance(v, str) else v
                                                          for k, v in broken.items()}))
 
@@ -292,7 +292,7 @@ async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, sta
     await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
                                 predicate=lambda r: "Looking for" not in json.dumps(r.json))
     p = await game.get_prediction(bot.store, guild, int(jo["user"]["id"]), repo)
-    assert (p.settled_by, p.outcome, p.points) == ("verdict", True, 21.0)  # the static verdict: loads
+    assert (p.settled_by, p.outcome, p.points) == ("verdict", True, 21.0)  # the verdict (static and dry load): loads
 
     await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)
     note = await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages",

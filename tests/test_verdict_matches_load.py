@@ -14,7 +14,9 @@ import pytest
 from bot.core.engine import EngineSettings, HostMemory
 from bot.core.repo_id import RepoRef
 from bot.services.checker import Checker
+from bot.services.dry_load import DryLoadService, DryLoadSettings
 from bot.services.hub import HubService, HubSettings
+from bot.services.prober import shared_prober
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import tiny_awq_files, tiny_bnb_files, tiny_llama_files, write_model
 
@@ -50,7 +52,8 @@ async def test_verdict_agrees_with_a_real_load(name, tmp_path, capability_table,
     with FakeHub() as hub:
         hub.add_repo(FakeRepo(f"tiny/{name}", dict(files)))
         hub_service = HubService(HubSettings(endpoint=hub.endpoint, download_dir=tmp_path / "hub"))
-        checker = Checker(hub_service, capability_table, HostMemory(8 * 1024**3, "test"), EngineSettings())
+        dry = DryLoadService(hub_service, shared_prober(), DryLoadSettings(work_dir=tmp_path / "dry"))
+        checker = Checker(hub_service, capability_table, HostMemory(8 * 1024**3, "test"), EngineSettings(), dry_load=dry)
         verdict = await checker.check(RepoRef(f"tiny/{name}"))
         await checker.close()
     assert verdict.verdict == expected, verdict.reasons

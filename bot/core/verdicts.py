@@ -75,6 +75,10 @@ class Verdict:
     params: int | None = None
     memory: dict[str, MemoryFit] = field(default_factory=dict)  # "as_is", "8bit", "4bit"
     mlx_lm_version: str | None = None
+    mlx_version: str | None = None
+    # "dry_load": the installed mlx-lm's own load on the metadata decided; "static": canrun's gates alone
+    # (a repo that never reaches a load, the dry load switched off or unable to answer).
+    checked_by: str = "static"
     suggestions: list[Suggestion] = field(default_factory=list)
     suggestions_unavailable: list[str] = field(default_factory=list)  # sources that did not answer in time
 
@@ -98,6 +102,8 @@ class Verdict:
             "params": self.params,
             "memory": {k: v.to_json() for k, v in self.memory.items()},
             "mlx_lm_version": self.mlx_lm_version,
+            "mlx_version": self.mlx_version,
+            "checked_by": self.checked_by,
             "suggestions": [s.to_json() for s in self.suggestions],
             "suggestions_unavailable": list(self.suggestions_unavailable),
         }
@@ -110,7 +116,8 @@ class Verdict:
             quantization=data.get("quantization"), reasons=list(data.get("reasons", [])),
             weights_bytes=data.get("weights_bytes"), params=data.get("params"),
             memory={k: MemoryFit(**v) for k, v in (data.get("memory") or {}).items()},
-            mlx_lm_version=data.get("mlx_lm_version"),
+            mlx_lm_version=data.get("mlx_lm_version"), mlx_version=data.get("mlx_version"),
+            checked_by=data.get("checked_by", "static"),
             suggestions=[Suggestion(**s) for s in data.get("suggestions", [])],
             suggestions_unavailable=list(data.get("suggestions_unavailable", [])),
         )

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from bot.config import Config
+from bot.core import dry_load, memory
 from bot.core.capabilities import CapabilityTable
-from bot.core.engine import EngineSettings, HostMemory, access_verdict, decide
+from bot.core.engine import EngineSettings, HostMemory, access_verdict, decide, reaches_a_load
+from bot.core.metadata import RepoMetadata
 from bot.core.repo_id import RepoRef
 from bot.core.verdicts import Verdict
+from bot.services.dry_load import DryLoadService, DryLoadSettings, DryLoadUnavailable
 from bot.services.github import GitHubClient
 from bot.services.host import host_memory
 from bot.services.hub import HubService, HubSettings, RepoInaccessible
+from bot.services.prober import ProberSettings, shared_prober
 from bot.services.store import Store
 from bot.services.suggestions import SuggestionService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +30,7 @@ class Checker:
     host: HostMemory
     settings: EngineSettings
     suggestions: SuggestionService | None = None
+    dry_load: DryLoadService | None = None  # None: the static gates alone
 
     async def check(self, ref: RepoRef, *, refresh: bool = False) -> Verdict:
         """The verdict for one repo, without suggestions. Raises HubUnavailable when Hugging Face cannot be reached."""
@@ -30,7 +38,30 @@ class Checker:
             meta = await self.hub.fetch(ref.repo_id, ref.revision, refresh=refresh)
         except RepoInaccessible as e:
             return access_verdict(ref.repo_id, ref.revision, e.verdict, e.detail, self.table.mlx_lm_version)
-        return decide(meta, self.table, self.host, self.settings)
+        verdict = decide(meta, self.table, self.host, self.settings)
+        if self.dry_load is not None and reaches_a_load(meta):
+            await self._ask_mlx_lm(meta, verdict)
+        return verdict
+
+    async def _ask_mlx_lm(self, meta: RepoMetadata, verdict: Verdict) -> None:
+        """Replace the static verdict with the installed mlx-lm's own answer (and its exact memory)."""
+        assert self.dry_load is not None
+        try:
+            outcome = await self.dry_load.outcome(meta)
+        except DryLoadUnavailable as e:
+            verdict.reasons.append(f"Note: mlx-lm's own dry load gave no answer ({e}); this is canrun's static check.")
+            return
+        static = verdict.verdict
+        config = meta.config or {}
+        if dry_load.apply(verdict, outcome, config, meta.hf_quant_config):
+            log.warning("static gates said %s for %s@%s, mlx-lm %s's dry load says %s: %s", static, meta.repo_id,
+                        meta.sha, outcome.mlx_lm_version, verdict.verdict, outcome.message or "loads")
+        exact = dry_load.exact_memory(
+            outcome, memory.kv_cache_bytes(config, self.settings.context_tokens), self.settings.context_tokens,
+            self.host.budget_bytes, self.settings.fit_fraction,
+        )
+        if exact is not None:
+            verdict.memory = exact
 
     async def add_suggestions(self, verdict: Verdict) -> Verdict:
         """Fill in what to do next. Never raises for a slow or failing source: it is named instead."""
@@ -59,6 +90,17 @@ def hub_service(config: Config, store: Store | None) -> HubService:
     )
 
 
+def dry_load_service(config: Config, hub: HubService, store: Store | None) -> DryLoadService | None:
+    if not config.dry_load.enabled:
+        return None
+    prober = shared_prober(ProberSettings(
+        timeout_seconds=config.dry_load.timeout_seconds,
+        memory_ceiling_bytes=int(config.dry_load.memory_ceiling_gb * 1e9),
+        max_requests=config.dry_load.max_requests,
+    ))
+    return DryLoadService(hub, prober, DryLoadSettings(work_dir=config.path(config.dry_load.work_dir)), store)
+
+
 def make_checker(config: Config, store: Store | None, table: CapabilityTable) -> Checker:
     hub = hub_service(config, store)
     github = GitHubClient(config.github_api, token=config.github_token, store=store,
@@ -70,4 +112,5 @@ def make_checker(config: Config, store: Store | None, table: CapabilityTable) ->
         settings=EngineSettings(context_tokens=config.memory.context_tokens, fit_fraction=config.memory.fit_fraction),
         suggestions=SuggestionService(hub, github, mlx_lm_repo=config.suggestions.mlx_lm_repo,
                                       timeout=config.suggestions.timeout_seconds),
+        dry_load=dry_load_service(config, hub, store),
     )

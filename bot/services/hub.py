@@ -199,11 +199,26 @@ class HubService:
                     continue  # a broken side file shows up later as a failing gate, not as an outage
                 if isinstance(data, dict):
                     setattr(meta, name.removesuffix(".json"), data)
-        if quantization.needs_tensor_names(meta.config, meta.hf_quant_config):
+        # The headers of the weight shards: the dry load builds its placeholders from them, and the static
+        # gates read quantization tensors from them. Ranged reads, never the weights.
+        if meta.weight_files or quantization.needs_tensor_names(meta.config, meta.hf_quant_config):
             meta.tensors = self._tensor_headers(repo_id, sha)
         return meta
 
+    async def download_files(self, repo_id: str, revision: str | None, names: list[str]) -> dict[str, Path]:
+        """Local paths of small repo files (tokenizer, templates) at a revision, through the download cache."""
+        def fetch_all() -> dict[str, Path]:
+            return {name: self._download_path(repo_id, name, revision) for name in names}
+
+        try:
+            return await self._in_thread(fetch_all)
+        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as e:
+            raise HubUnavailable(f"a file of {repo_id} could not be read: {_short(e)}") from e
+
     def _download(self, repo_id: str, filename: str, revision: str | None) -> str:
+        return self._download_path(repo_id, filename, revision).read_text(encoding="utf-8")
+
+    def _download_path(self, repo_id: str, filename: str, revision: str | None) -> Path:
         path = self._retrying(
             lambda: hf_hub_download(
                 repo_id, filename, revision=revision, endpoint=self.settings.endpoint,
@@ -211,7 +226,7 @@ class HubService:
                 etag_timeout=self.settings.timeout_seconds,
             )
         )
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path)
 
     def _tensor_headers(self, repo_id: str, revision: str | None) -> dict[str, Tensor] | None:
         """Tensor names, dtypes and shapes from the safetensors headers: ranged reads, not the weights."""

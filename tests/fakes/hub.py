@@ -263,6 +263,7 @@ class FakeHub(ThreadedServer):
         self.page_size = 1000  # items per page of listings, as on the Hub; lower it to exercise pagination
         self._repos: dict[str, FakeRepo] = {}
         self._requests: list[RecordedRequest] = []
+        self.bytes_served: Counter[str] = Counter()  # "repo/path" -> body bytes sent
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
 
@@ -297,9 +298,15 @@ class FakeHub(ThreadedServer):
     def count(self, method: str | None = None, path_contains: str = "") -> int:
         return sum(1 for r in self.requests if method in (None, r.method) and path_contains in r.path)
 
+    def served(self, repo_id: str, path: str) -> int:
+        """Body bytes sent for one file of a repo (whole or ranged GETs), since the last reset_log()."""
+        with self._lock:
+            return self.bytes_served[f"{repo_id}/{path}"]
+
     def reset_log(self) -> None:
         with self._lock:
             self._requests.clear()
+            self.bytes_served.clear()
 
     # -- request handling
 
@@ -469,6 +476,8 @@ class FakeHub(ThreadedServer):
             try:
                 for chunk in blob.chunks(start, end):
                     await response.write(chunk)
+                    with self._lock:
+                        self.bytes_served[f"{repo.repo_id}/{path}"] += len(chunk)
             except ConnectionResetError:  # the client stopped reading, e.g. it only wanted the first bytes
                 return response
         await response.write_eof()

@@ -7,17 +7,22 @@ file is a real safetensors header followed by zeros the fake hub generates on de
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from tests.fakes import model_headers as headers
 from tests.fakes.hub import FakeFile, FakeHub, FakeRepo, safetensors_file
+from tests.fakes.tiny_model import tokenizer_files
 
 GB = 10**9
-TOKENIZER_JSON = {"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}
+# A real tokenizer: the dry load and mlx-lm's load_tokenizer really load it.
+TOKENIZER_JSON = json.loads(tokenizer_files()["tokenizer.json"])
+TOKENIZER_CONFIG = json.loads(tokenizer_files()["tokenizer_config.json"])
 
 LLAMA = {
     "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32,
     "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-5,
-    "vocab_size": 32000, "torch_dtype": "float16",
+    "vocab_size": 32000, "torch_dtype": "float16", "tie_word_embeddings": False,
 }
 MISTRAL = {**LLAMA, "model_type": "mistral", "architectures": ["MistralForCausalLM"], "intermediate_size": 14336,
            "num_key_value_heads": 8, "torch_dtype": "bfloat16"}
@@ -33,32 +38,29 @@ def weights(params: int, dtype: str = "BF16", name: str = "model.layers.0.mlp.we
     return safetensors_file({name: (dtype, [params])})
 
 
+def shards(tensors: headers.Tensors, parts: int = 1) -> dict[str, FakeFile]:
+    """Weight files named as transformers names them, each a real header over zeros."""
+    if parts == 1:
+        return {"model.safetensors": safetensors_file(tensors)}
+    pieces = headers.split(tensors, parts)
+    files = {f"model-{i:05d}-of-{len(pieces):05d}.safetensors": safetensors_file(p) for i, p in enumerate(pieces, 1)}
+    files["model.safetensors.index.json"] = {"metadata": {}, "weight_map": {
+        name: shard for shard, piece in zip(files, pieces) for name in piece}}
+    return files
+
+
 def text_repo(config: dict, weight_files: dict[str, FakeFile], **kw) -> dict:
-    files = {"config.json": config, "tokenizer.json": TOKENIZER_JSON, "tokenizer_config.json": {"model_max_length": 4096}}
+    files = {"config.json": config, "tokenizer.json": TOKENIZER_JSON, "tokenizer_config.json": TOKENIZER_CONFIG}
     files.update(weight_files)
     files.update(kw.pop("extra", {}))
     return files
 
 
-AWQ_TENSORS = {  # AutoAWQ layout: qweight [in, out/8], qzeros [in/g, out/8], scales [in/g, out]
-    "model.layers.0.mlp.up_proj.qweight": ("I32", [4096, 1376]),
-    "model.layers.0.mlp.up_proj.qzeros": ("I32", [32, 1376]),
-    "model.layers.0.mlp.up_proj.scales": ("F16", [32, 11008]),
-    "model.embed_tokens.weight": ("F16", [32000, 4096]),
-}
 GPTQ_TENSORS = {  # GPTQ layout: qweight [in/8, out], with g_idx
     "model.layers.0.mlp.up_proj.qweight": ("I32", [512, 11008]),
     "model.layers.0.mlp.up_proj.qzeros": ("I32", [32, 1376]),
     "model.layers.0.mlp.up_proj.scales": ("F16", [32, 11008]),
     "model.layers.0.mlp.up_proj.g_idx": ("I32", [4096]),
-}
-MLX_4BIT_TENSORS = {
-    "model.layers.0.mlp.up_proj.weight": ("U32", [3072, 128]),
-    "model.layers.0.mlp.up_proj.scales": ("BF16", [3072, 16]),
-    "model.layers.0.mlp.up_proj.biases": ("BF16", [3072, 16]),
-    "model.embed_tokens.weight": ("U32", [151936, 128]),
-    "model.embed_tokens.scales": ("BF16", [151936, 16]),
-    "model.embed_tokens.biases": ("BF16", [151936, 16]),
 }
 
 
@@ -73,14 +75,10 @@ def zoo() -> list[ZooEntry]:
     Q4 = {"group_size": 64, "bits": 4}
     return [
         ZooEntry(FakeRepo("mlx-community/Qwen3-0.6B-4bit", text_repo(
-            {**QWEN3, "quantization": Q4}, {"model.safetensors": safetensors_file(MLX_4BIT_TENSORS)}),
+            {**QWEN3, "quantization": Q4}, shards(headers.mlx_quantized(QWEN3))),
             tags=["mlx", "safetensors", "base_model:Qwen/Qwen3-0.6B"], downloads=90_000), "loads", "qwen3"),
         ZooEntry(FakeRepo("mistralai/Mistral-7B-v0.1", text_repo(MISTRAL, {
-            "model-00001-of-00002.safetensors": weights(5_000_000_000),
-            "model-00002-of-00002.safetensors": weights(2_241_732_096, name="lm_head.weight"),
-            "model.safetensors.index.json": {"metadata": {}, "weight_map": {
-                "model.layers.0.mlp.weight": "model-00001-of-00002.safetensors",
-                "lm_head.weight": "model-00002-of-00002.safetensors"}},
+            **shards(headers.dense(MISTRAL), parts=2),
             "pytorch_model-00001-of-00002.bin": FakeFile(b"", 10 * GB)}), downloads=500_000), "loads", "MODEL_REMAPPING"),
         ZooEntry(FakeRepo("mlx-community/Mistral-7B-v0.1-4bit", text_repo(
             {**MISTRAL, "quantization": Q4}, {"model.safetensors": weights(1_000_000_000, "U32")}),
@@ -91,8 +89,8 @@ def zoo() -> list[ZooEntry]:
             tags=["mlx", "base_model:mistralai/Mistral-7B-v0.1"], downloads=60_000), None),
         ZooEntry(FakeRepo("meta-llama/Llama-3.1-8B", text_repo(LLAMA, {"model.safetensors": weights(8_000_000_000)}),
                           gated="manual"), "gated", "gated"),
-        ZooEntry(FakeRepo("NousResearch/Llama-2-7b-hf", text_repo(LLAMA, {
-            "model-00001-of-00002.safetensors": weights(6_738_415_616)})), "loads"),
+        ZooEntry(FakeRepo("NousResearch/Llama-2-7b-hf", text_repo(LLAMA, shards(headers.dense(LLAMA, "F16"), parts=2))),
+                 "loads"),
         ZooEntry(FakeRepo("TheBloke/Llama-2-7B-GGUF", {
             "config.json": {"model_type": "llama"}, "llama-2-7b.Q4_K_M.gguf": FakeFile(b"GGUF", 4 * GB)},
             tags=["gguf", "base_model:NousResearch/Llama-2-7b-hf"], card_data={"base_model": "NousResearch/Llama-2-7b-hf"}),
@@ -124,25 +122,24 @@ def zoo() -> list[ZooEntry]:
                           {"model.safetensors": weights(1_176_764_416)})), "unsupported_architecture", "ai2-olmo"),
         ZooEntry(FakeRepo("TheBloke/Llama-2-7B-AWQ", text_repo(
             {**LLAMA, "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}},
-            {"model.safetensors": safetensors_file(AWQ_TENSORS)})), "loads", "llama"),
+            shards(headers.awq(LLAMA)))), "loads", "llama"),
         ZooEntry(FakeRepo("TheBloke/Llama-2-7B-GPTQ", text_repo(
             {**LLAMA, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False}},
             {"model.safetensors": safetensors_file(GPTQ_TENSORS)}), tags=["base_model:NousResearch/Llama-2-7b-hf"]),
             "unsupported_quantization", "g_idx"),
         ZooEntry(FakeRepo("unsloth/llama-bnb-4bit", text_repo(
             {**LLAMA, "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}},
-            {"model.safetensors": safetensors_file({"model.layers.0.mlp.up_proj.weight": ("U8", [1000]),
-                                                    "model.layers.0.mlp.up_proj.weight.absmax": ("F32", [10])})}),
+            shards(headers.bitsandbytes_nf4(LLAMA))),
             tags=["base_model:NousResearch/Llama-2-7b-hf"]), "unsupported_quantization", "bitsandbytes"),
         ZooEntry(FakeRepo("odd-lab/llama-fp8", text_repo(
             {**LLAMA, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}},
-            {"model.safetensors": safetensors_file({"model.layers.0.mlp.up_proj.weight": ("F8_E4M3", [4096, 11008]),
-                                                    "model.layers.0.mlp.up_proj.weight_scale_inv": ("F32", [32, 86])})})),
+            shards(headers.fp8_blocks(LLAMA)))),
             "unsupported_quantization", "FP8"),
         ZooEntry(FakeRepo("odd-lab/llama-compressed", text_repo(
             {**LLAMA, "quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}},
-            {"model.safetensors": safetensors_file({"model.layers.0.mlp.up_proj.weight_packed": ("I32", [11008, 512])})})),
-            "loads", "llama"),
+            shards(headers.compressed_pack_quantized(LLAMA)))),
+            # llama's sanitize does not rename weight_packed/weight_scale, so mlx-lm 0.32 cannot load it
+            "unsupported_quantization", "mlx-lm"),
         ZooEntry(FakeRepo("odd-lab/llama-hqq-in-text-config", text_repo(
             {"model_type": "llava", "text_config": {**LLAMA, "quantization_config": {"quant_method": "hqq"}},
              "vision_config": {}}, {"model.safetensors": weights(1000)})), "unsupported_quantization", "hqq"),

@@ -12,6 +12,8 @@ checked against its float twin.
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import io
 import json
@@ -191,6 +193,12 @@ _TINY_SIZES = dict(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=1
 # [0, 4, 1, 5, 2, 6, 3, 7].
 _AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 _GPTQ_ORDER = list(range(8))
+
+
+@functools.lru_cache(maxsize=8)
+def tokenizer_files(vocab_size: int = 256) -> Files:
+    """A real, trained BPE tokenizer (tokenizer.json and its config), as transformers loads it."""
+    return _tokenizer_files(vocab_size)
 
 
 def _tokenizer_files(vocab_size: int) -> Files:

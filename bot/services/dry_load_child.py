@@ -1,0 +1,240 @@
+"""The dry-load prober process: the installed mlx-lm's own loading code, run on metadata only.
+
+Started by bot.services.prober as `python -m bot.services.dry_load_child [--remap TYPE=MODULE ...]`.
+It imports mlx-lm once, says hello (versions, the file patterns mlx-lm downloads), then answers one
+JSON request per line: {"id", "path", "conversions": [[bits, group_size], ...]}.
+
+The folder it is given holds the repo's real small files and, for the weights, safetensors files that
+carry the real headers over sparse zeros (bot.services.placeholders). MLX is lazy: `mx.load` maps
+nothing, and building, `sanitize`, quantization and `load_weights(strict=True)` only compute shapes, so a
+1T-parameter model "loads" without a byte of weights. Nothing here evaluates an array.
+
+Safety: stdin is /dev/null for everything the loader runs (transformers asks on stdin before running a
+repo's code: closed, it refuses), requests come on a private copy of the original stdin; anything the
+loader prints goes to stderr, answers go on a private copy of stdout. No trust_remote_code, and the
+folder never holds a `.py` file. HF_HUB_OFFLINE is set by the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TextIO
+
+# Loader functions whose frames tell which step failed (names as in mlx_lm.utils across versions).
+MAX_FRAMES = 40
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _private_streams() -> tuple[TextIO, TextIO]:
+    """Requests and answers on private copies of stdin/stdout; the loader sees /dev/null and stderr."""
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    sys.stdout = sys.stderr
+    return requests, answers
+
+
+def _failure(phase: str, e: BaseException, printed: str = "") -> dict[str, Any]:
+    frames = [f.name for f in traceback.extract_tb(e.__traceback__)][-MAX_FRAMES:]
+    message = str(e).strip() or type(e).__name__
+    if isinstance(e, SystemExit):  # a module ended the process on import (olmo without ai2-olmo): say what it printed
+        last = printed.strip().splitlines()[-1:] or [f"exit code {e.code}"]
+        message = f"importing the model's module ended the process: {last[0]}"
+    return {"ok": False, "phase": phase, "error_type": type(e).__name__, "message": message[:2000], "frames": frames}
+
+
+def _parameter_bytes(model) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+
+
+def _parameter_count(model) -> int:
+    """Parameters as the model defines them: packed quantized weights count 32/bits each (MXFP4, AWQ, MLX)."""
+    import mlx_lm.utils as utils
+
+    count = getattr(utils, "get_total_parameters", None)
+    if count is not None:
+        return int(count(model))
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    total = 0
+    for _, m in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+        if hasattr(m, "bits"):
+            total += m.weight.size * 32 // m.bits + (m.bias.size if "bias" in m else 0)
+        else:
+            total += sum(v.size for _, v in tree_flatten(m.parameters()))
+    return total
+
+
+def _is_quantized(model) -> bool:
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    leaves = tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module))
+    return any(hasattr(m, "bits") for _, m in leaves)
+
+
+def _kv_layout(model) -> list[dict[str, Any]] | None:
+    """The model's own cache after one lazily traced token: bytes per token, window limit, fixed state.
+
+    Only graph building happens (MLX infers shapes eagerly and evaluates nothing), so the layout is the
+    model's real one: grouped KV heads, MLA latents, sliding windows, state-space layers.
+    """
+    import mlx.core as mx
+    from mlx_lm.models import cache as cache_module
+
+    cache = cache_module.make_prompt_cache(model)
+    model(mx.array([[0]]), cache=cache)
+
+    def describe(c) -> list[dict[str, Any]]:
+        inner = getattr(c, "caches", None)
+        if inner is not None:  # CacheList: several caches for one layer
+            return [d for sub in inner for d in describe(sub)]
+        keys, values = getattr(c, "keys", None), getattr(c, "values", None)
+        if isinstance(keys, mx.array) and keys.ndim >= 3 and keys.shape[-2] > 0:
+            slots = keys.shape[-2]
+            per_token = (keys.nbytes + (values.nbytes if isinstance(values, mx.array) else 0)) / slots
+            return [{"per_token": per_token, "limit": getattr(c, "max_size", None), "fixed": 0}]
+        state = getattr(c, "cache", None)
+        if isinstance(state, list):  # ArraysCache (state-space, linear attention): constant size
+            return [{"per_token": 0, "limit": None, "fixed": sum(a.nbytes for a in state if isinstance(a, mx.array))}]
+        return [{"per_token": 0, "limit": None, "fixed": 0, "unknown": type(c).__name__}]
+
+    return [d for c in cache for d in describe(c)]
+
+
+def _conversion_bytes(path, bits: int, group_size: int) -> int:
+    """Bytes after `mlx_lm.convert -q --q-bits bits`: its own quantize_model on a fresh lazy load."""
+    from mlx_lm.utils import load_model, quantize_model
+
+    model, config = load_model(path, lazy=True)
+    quantize_model(model, config, group_size, bits)
+    return _parameter_bytes(model)
+
+
+def dry_load(request: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from mlx_lm.utils import load_model, load_tokenizer
+
+    path = Path(request["path"])
+    started = time.perf_counter()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            model, config = load_model(path, lazy=True)
+    except BaseException as e:  # noqa: BLE001 - whatever load() raises is the answer
+        if isinstance(e, (KeyboardInterrupt, MemoryError)):
+            raise
+        return _failure("model", e, printed.getvalue())
+    finally:
+        sys.stderr.write(printed.getvalue())
+    try:
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+    except TypeError:  # older mlx-lm: load_tokenizer(model_path, tokenizer_config_extra)
+        try:
+            tokenizer = load_tokenizer(path)
+        except BaseException as e:  # noqa: BLE001
+            return _failure("tokenizer", e)
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, (KeyboardInterrupt, MemoryError)):
+            raise
+        return _failure("tokenizer", e)
+    loaded = time.perf_counter()
+
+    result: dict[str, Any] = {
+        "ok": True,
+        "phase": "done",
+        "load_seconds": round(loaded - started, 4),
+        "model_bytes": _parameter_bytes(model),
+        "params": _parameter_count(model),
+        "quantized": _is_quantized(model),
+        "tokenizer": type(getattr(tokenizer, "_tokenizer", tokenizer)).__name__,
+        "conversions": {},
+        "kv_layout": None,
+        "notes": [],
+    }
+    try:
+        result["kv_layout"] = _kv_layout(model)
+    except Exception as e:  # noqa: BLE001 - a measurement, not the verdict: say so and go on
+        result["notes"].append(f"cache layout not traced: {type(e).__name__}: {str(e)[:200]}")
+    del model
+    if not result["quantized"]:
+        for bits, group_size in request.get("conversions", ()):
+            try:
+                result["conversions"][f"{bits}bit"] = _conversion_bytes(path, bits, group_size)
+            except Exception as e:  # noqa: BLE001
+                result["notes"].append(f"{bits}-bit conversion not sized: {type(e).__name__}: {str(e)[:200]}")
+    result["measure_seconds"] = round(time.perf_counter() - loaded, 4)
+    result["max_rss_bytes"] = _max_rss_bytes()
+    return result
+
+
+def _max_rss_bytes() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux kilobytes
+
+
+def _apply_remaps(pairs: list[str]) -> None:
+    """--remap TYPE=MODULE: add to the installed MODEL_REMAPPING (tests prove version-driven answers with it)."""
+    import mlx_lm.utils as utils
+
+    for pair in pairs:
+        source, _, target = pair.partition("=")
+        utils.MODEL_REMAPPING[source] = target
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us by closing stdin
+    requests, answers = _private_streams()
+
+    def answer(msg: dict[str, Any]) -> None:
+        answers.write(json.dumps(msg) + "\n")
+        answers.flush()
+
+    import mlx_lm.utils as utils
+
+    remaps = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--remap"]
+    _apply_remaps(remaps)
+    answer({
+        "kind": "hello",
+        "pid": os.getpid(),
+        "mlx_lm_version": _package_version("mlx-lm"),
+        "mlx_version": _package_version("mlx"),
+        "allow_patterns": list(getattr(utils, "DEFAULT_ALLOW_PATTERNS", [])),
+        "remaps": remaps,
+    })
+    for line in requests:
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        result = dry_load(request)
+        answer({"kind": "result", "id": request.get("id"), **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -36,6 +36,7 @@ import logging  # noqa: E402
 from bot.cli import main as cli_main  # noqa: E402
 from bot.config import parse_config  # noqa: E402
 from bot.discord.app import CanrunBot  # noqa: E402
+from bot.services.capabilities import remember_capability_table  # noqa: E402
 from bot.services.capability_probe import probe_capabilities  # noqa: E402
 from bot.services.store import Store  # noqa: E402
 from tests.fakes.fake_discord import FakeDiscord, patch_discord  # noqa: E402
@@ -76,7 +77,7 @@ def repo_ids(hub: FakeHub) -> list[str]:
 async def seeded_store(path: Path, table) -> None:
     store = await Store.open(path)
     await store.migrate()
-    await store.capability_table_put(table.mlx_lm_version, table.to_json())
+    await remember_capability_table(store, table)
     await store.close()
 
 

@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 from bot.core.capabilities import CapabilityTable  # noqa: E402
 from bot.core.engine import HostMemory  # noqa: E402
+from bot.services.capabilities import remember_capability_table  # noqa: E402
 from bot.services.capability_probe import probe_capabilities  # noqa: E402
 from bot.services.store import Store  # noqa: E402
 
@@ -74,5 +75,5 @@ async def seed_store(path, table: CapabilityTable) -> None:
     """A database file, migrated, that already knows the installed mlx-lm's table (so no start probes again)."""
     s = await Store.open(path)
     await s.migrate()
-    await s.capability_table_put(table.mlx_lm_version, table.to_json())
+    await remember_capability_table(s, table)
     await s.close()

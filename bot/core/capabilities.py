@@ -76,10 +76,10 @@ class CapabilityTable:
             rows.append(
                 {
                     "model_type": model_type,
-                    "module": d.module,
+                    "module": d.module if d.info is not None else None,  # a remap to a module that is not here
                     "remapped_by": d.remapped_by,
                     "loads": bool(d.info and d.info.loads),
-                    "needs": (d.info.missing_package or d.info.import_error) if d.info and not d.info.loads else None,
+                    "needs": _needs(d),
                 }
             )
         for (model_type, arch), module in sorted(self.architecture_remapping.items()):
@@ -116,3 +116,12 @@ class CapabilityTable:
             model_remapping=dict(data.get("model_remapping", {})),
             architecture_remapping={(t, a): m for t, a, m in data.get("architecture_remapping", [])},
         )
+
+
+def _needs(d: Dispatch) -> str | None:
+    """Why a model type does not load here, for the architecture listing."""
+    if d.info is None:
+        return f"mlx_lm.models.{d.module} does not exist in this mlx-lm"
+    if not d.info.loads:
+        return d.info.missing_package or d.info.import_error
+    return None

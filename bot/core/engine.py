@@ -82,7 +82,8 @@ def check_weight_files(meta: RepoMetadata) -> GateFailure | None:
     if any(p.endswith(".gguf") for p in root):
         why = "Only GGUF files: `mlx_lm.load()` reads safetensors (GGUF is llama.cpp's format)."
     elif any(fnmatch(p, "pytorch_model*.bin") for p in root):
-        why = "Only PyTorch `.bin` weights: `mlx_lm.load()` reads `model*.safetensors` (`mlx_lm.convert` can convert them)."
+        why = ("Only PyTorch `.bin` weights: `mlx_lm.load()` reads `model*.safetensors`, and `mlx_lm.convert` reads "
+               "safetensors too. Look for a safetensors upload of this model or of its base model.")
     elif "consolidated.safetensors" in root or any(fnmatch(p, "consolidated*.safetensors") for p in root):
         why = "Only Mistral's `consolidated.safetensors`: mlx-lm reads `model*.safetensors` with a Hugging Face config."
     elif any(p.endswith(".safetensors") for p in root):
@@ -178,7 +179,9 @@ def decide(
         config = meta.config or {}
         _add(failures, check_model_file(meta))
         d = table.dispatch(config["model_type"], config.get("architectures"))
-        verdict.model_type, verdict.module, verdict.remapped_by = d.model_type, d.module, d.remapped_by
+        verdict.model_type, verdict.remapped_by = d.model_type, d.remapped_by
+        # No module when mlx-lm has none (or only a helper of that name): never name one that does not exist.
+        verdict.module = d.module if d.info is not None and d.info.is_architecture else None
         _add(failures, check_architecture(meta, d, table))
         quant = quantization.analyze(config, meta.hf_quant_config, meta.tensors, d.info)
         verdict.quantization = quant.label

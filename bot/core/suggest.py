@@ -6,6 +6,7 @@ suggestion a verdict deserves and how to rank and label what came back.
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -22,6 +23,7 @@ _QUANT_IN_NAME = [
     (re.compile(r"(?i)(?:^|[-_])dwq(?:$|[-_])"), "DWQ"),
 ]
 LARGE_UNQUANTIZED_BYTES = 4 * 10**9
+SAFE_MODEL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")  # a model_type that may name a file path
 
 
 def conversion_label(repo_id: str) -> str:
@@ -108,3 +110,21 @@ def convert_suggestion(base_repo: str) -> Suggestion:
         "convert_command", f"Convert the original yourself: mlx_lm.convert --hf-path {base_repo} -q",
         f"{HF}/{base_repo}", "makes a 4-bit MLX copy in ./mlx_model",
     )
+
+
+def remapping_in_source(source: str, name: str = "MODEL_REMAPPING") -> dict[str, str]:
+    """A dict literal assigned to `name` in Python source (mlx-lm's utils.py), read with ast: never executed."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value is not None:
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return {}
+            if isinstance(value, dict):
+                return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return {}

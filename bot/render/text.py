@@ -12,7 +12,8 @@ def render_verdict(v: Verdict, host: HostMemory) -> str:
     name = v.repo + (f"@{v.revision}" if v.revision else "")
     lines = [f"{mark} {name}: {v.headline} [{v.verdict}]"]
     if v.model_type:
-        arch = f"  model_type {v.model_type} → mlx_lm.models.{v.module}"
+        target = f"mlx_lm.models.{v.module}" if v.module else "no module in this mlx-lm"
+        arch = f"  model_type {v.model_type} → {target}"
         if v.remapped_by:
             arch += f" (via {v.remapped_by})"
         lines.append(arch)

@@ -26,10 +26,36 @@ MAX_CHILD_RESTARTS = 20
 
 
 def installed_mlx_lm_version() -> str:
+    return _installed("mlx-lm")
+
+
+def installed_mlx_version() -> str:
+    return _installed("mlx")
+
+
+def _installed(package: str) -> str:
     try:
-        return version("mlx-lm")
+        return version(package)
     except PackageNotFoundError:
         return "not installed"
+
+
+def _defines_a_model(name: str) -> bool:
+    """Whether mlx_lm.models.<name>'s source defines Model and ModelArgs, read without importing it.
+
+    A module that fails to import is an architecture only if it is one: helper modules (bitlinear_layers,
+    switch_layers, ...) that fail for want of a package must not be listed as model types.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    try:  # find_spec of the top-level package imports nothing (a submodule's would import mlx_lm)
+        spec = importlib.util.find_spec("mlx_lm")
+        folder = Path(list(spec.submodule_search_locations or [])[0]) if spec else None
+        source = (folder / "models" / f"{name}.py").read_text(encoding="utf-8") if folder else ""
+    except (ImportError, OSError, ValueError, IndexError):
+        return False
+    return bool(re.search(r"^class Model\b", source, re.M) and re.search(r"^(class ModelArgs\b|ModelArgs\s*=)", source, re.M))
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +109,7 @@ async def probe_capabilities(python: str = sys.executable, timeout: float = 300.
         hint = _PIP_HINT.search(out.decode("utf-8", "replace") + tail)
         log.warning("mlx_lm.models.%s ended the probe process: %s", current, tail)
         modules[current] = ModuleInfo(
-            current, is_architecture=True, import_error=f"importing it ends the process ({tail})",
+            current, is_architecture=_defines_a_model(current), import_error=f"importing it ends the process ({tail})",
             missing_package=hint.group(1) if hint else None,
         )
         done.add(current)
@@ -123,14 +149,15 @@ def _probe_module(name: str) -> dict:
     except SystemExit as e:
         text = captured.getvalue().strip()
         hint = _PIP_HINT.search(text)
-        info.update(is_architecture=True, import_error=text or f"exits on import (code {e.code})",
+        info.update(is_architecture=_defines_a_model(name), import_error=text or f"exits on import (code {e.code})",
                     missing_package=hint.group(1) if hint else None)
         return info
     except ModuleNotFoundError as e:
-        info.update(is_architecture=True, import_error=f"needs the package `{e.name}`", missing_package=e.name)
+        info.update(is_architecture=_defines_a_model(name), import_error=f"needs the package `{e.name}`",
+                    missing_package=e.name)
         return info
     except Exception as e:  # noqa: BLE001 - any import failure means the loader would fail too
-        info.update(is_architecture=True, import_error=f"{type(e).__name__}: {e}"[:300])
+        info.update(is_architecture=_defines_a_model(name), import_error=f"{type(e).__name__}: {e}"[:300])
         return info
 
     model, args = getattr(module, "Model", None), getattr(module, "ModelArgs", None)

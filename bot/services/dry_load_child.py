@@ -18,6 +18,7 @@ folder never holds a `.py` file. HF_HUB_OFFLINE is set by the parent.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -28,8 +29,9 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-# Loader functions whose frames tell which step failed (names as in mlx_lm.utils across versions).
-MAX_FRAMES = 40
+MAX_FRAMES = 40  # innermost traceback frames kept: their function names tell which step failed
+# What a dry load built, kept until its answer is sent (freeing a large lazy graph takes a while).
+_garbage: list[Any] = []
 
 
 def _package_version(name: str) -> str:
@@ -123,13 +125,24 @@ def _kv_layout(model) -> list[dict[str, Any]] | None:
     return [d for c in cache for d in describe(c)]
 
 
-def _conversion_bytes(path, bits: int, group_size: int) -> int:
-    """Bytes after `mlx_lm.convert -q --q-bits bits`: its own quantize_model on a fresh lazy load."""
-    from mlx_lm.utils import load_model, quantize_model
+def _conversion_bytes(model, config: dict[str, Any], bits: int, group_size: int) -> int:
+    """Bytes after `mlx_lm.convert -q --q-bits bits`: its own quantize_model, on a fresh copy of the model.
 
-    model, config = load_model(path, lazy=True)
-    quantize_model(model, config, group_size, bits)
-    return _parameter_bytes(model)
+    The copy is built the way load_model builds it (mlx-lm's class lookup, ModelArgs.from_dict) and given
+    the loaded (lazy, sanitized) parameters, so sanitize does not run again.
+    """
+    import mlx_lm.utils as utils
+    from mlx.utils import tree_flatten
+
+    get_classes = getattr(utils, "_get_classes", None) or getattr(utils, "get_model_classes")
+    model_class, args_class = get_classes(config=config)
+    copy = model_class(args_class.from_dict(config))
+    copy.load_weights(tree_flatten(model.parameters()), strict=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its bits per weight
+        utils.quantize_model(copy, config, group_size, bits)
+    size = _parameter_bytes(copy)
+    _garbage.append(copy)
+    return size
 
 
 def dry_load(request: dict[str, Any]) -> dict[str, Any]:
@@ -178,11 +191,11 @@ def dry_load(request: dict[str, Any]) -> dict[str, Any]:
         result["kv_layout"] = _kv_layout(model)
     except Exception as e:  # noqa: BLE001 - a measurement, not the verdict: say so and go on
         result["notes"].append(f"cache layout not traced: {type(e).__name__}: {str(e)[:200]}")
-    del model
+    _garbage.append(model)  # freed after the answer is sent: a 90k-tensor graph takes a second to free
     if not result["quantized"]:
         for bits, group_size in request.get("conversions", ()):
             try:
-                result["conversions"][f"{bits}bit"] = _conversion_bytes(path, bits, group_size)
+                result["conversions"][f"{bits}bit"] = _conversion_bytes(model, config, bits, group_size)
             except Exception as e:  # noqa: BLE001
                 result["notes"].append(f"{bits}-bit conversion not sized: {type(e).__name__}: {str(e)[:200]}")
     result["measure_seconds"] = round(time.perf_counter() - loaded, 4)
@@ -231,8 +244,14 @@ def main(argv: list[str]) -> int:
             request = json.loads(line)
         except json.JSONDecodeError:
             continue
-        result = dry_load(request)
+        gc.disable()  # a large model creates ~10^5 objects: no collections while it is built
+        try:
+            result = dry_load(request)
+        finally:
+            gc.enable()
         answer({"kind": "result", "id": request.get("id"), **result})
+        _garbage.clear()
+        gc.collect()
     return 0
 
 

@@ -8,6 +8,7 @@ timeout; a failure is GitHubUnavailable, never an exception the caller has to gu
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -49,6 +50,17 @@ class GitHubClient:
         params = {"ref": ref} if ref else {}
         data = await self._get_cached(f"contents:{repo}:{ref}:{path}", f"/repos/{repo}/contents/{quote(path)}", params, "core")
         return bool(data)
+
+    async def file_text(self, repo: str, path: str, ref: str | None = None) -> str | None:
+        """A text file of `repo` at `ref` (the contents API's base64 body), None when it is not there."""
+        params = {"ref": ref} if ref else {}
+        data = await self._get_cached(f"text:{repo}:{ref}:{path}", f"/repos/{repo}/contents/{quote(path)}", params, "core")
+        if not isinstance(data, dict) or data.get("encoding") != "base64":
+            return None
+        try:
+            return base64.b64decode(data.get("content", "")).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     async def latest_release(self, repo: str) -> str | None:
         data = await self._get_cached(f"release:{repo}", f"/repos/{repo}/releases/latest", {}, "core")

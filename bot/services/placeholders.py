@@ -10,6 +10,7 @@ than the installed one.)
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
@@ -40,7 +41,7 @@ def write_placeholder_shard(path: Path, tensors: Mapping[str, Tensor], metadata:
         size = DTYPE_BYTES.get(t.dtype)
         if size is None:
             raise UnknownDtype(f"tensor {name} has dtype {t.dtype}")
-        end = offset + size * t.numel
+        end = offset + size * math.prod(t.shape)
         header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, end]}
         offset = end
     raw = json.dumps(header, separators=(",", ":")).encode()

@@ -50,13 +50,23 @@ class SuggestionService:
         return result
 
     async def _upgrade(self, v: Verdict) -> list[Suggestion]:
-        path = f"mlx_lm/models/{v.model_type}.py"
-        if not await self.github.file_exists(self.mlx_lm_repo, path):
+        """An upgrade, when mlx-lm upstream supports the model_type: a module file or a MODEL_REMAPPING entry."""
+        if not suggest.SAFE_MODEL_TYPE.match(v.model_type or ""):
+            return []  # it names a path on GitHub: only a plain identifier
+        if not await self._supported_upstream(v.model_type, ref=None):
             return []
         release = await self.github.latest_release(self.mlx_lm_repo)
-        in_release = release is not None and await self.github.file_exists(self.mlx_lm_repo, path, ref=release)
+        in_release = release is not None and await self._supported_upstream(v.model_type, ref=release)
         return [suggest.upgrade_suggestion(v.model_type, v.mlx_lm_version or "?", release if in_release else None,
                                            self.mlx_lm_repo)]
+
+    async def _supported_upstream(self, model_type: str, ref: str | None) -> bool:
+        if await self.github.file_exists(self.mlx_lm_repo, f"mlx_lm/models/{model_type}.py", ref=ref):
+            return True
+        source = await self.github.file_text(self.mlx_lm_repo, "mlx_lm/utils.py", ref=ref)
+        target = suggest.remapping_in_source(source or "").get(model_type)
+        return bool(target) and suggest.SAFE_MODEL_TYPE.match(target) is not None and await self.github.file_exists(
+            self.mlx_lm_repo, f"mlx_lm/models/{target}.py", ref=ref)
 
     async def _pull_requests(self, v: Verdict) -> list[Suggestion]:
         items = await self.github.search_issues(self.mlx_lm_repo, v.model_type)

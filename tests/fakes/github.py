@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class FakeGitHub(ThreadedServer):
     search_limit: int = 10  # GitHub's unauthenticated search allowance per minute
     issues: list[FakeIssue] = field(default_factory=list)
     files: dict[str, set[str]] = field(default_factory=dict)  # ref -> paths
+    texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> file content
     latest_release: str | None = None
     fail_status: int | None = None  # answer every request with this status (a broken GitHub)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (path, query string, headers)
@@ -46,8 +48,9 @@ class FakeGitHub(ThreadedServer):
     def add_issue(self, number: int, title: str, body: str = "", *, pull_request: bool = False, state: str = "open") -> None:
         self.issues.append(FakeIssue(number, title, body, pull_request, state))
 
-    def add_file(self, path: str, ref: str = "main") -> None:
+    def add_file(self, path: str, ref: str = "main", text: str = "") -> None:
         self.files.setdefault(ref, set()).add(path)
+        self.texts[(ref, path)] = text
 
     def count(self, path_contains: str = "") -> int:
         with self._lock:
@@ -103,8 +106,10 @@ class FakeGitHub(ThreadedServer):
         if path not in self.files.get(ref, set()):
             return web.json_response({"message": "Not Found"}, status=404)
         return web.json_response({
-            "type": "file", "name": path.rsplit("/", 1)[-1], "path": path, "sha": "0" * 40, "size": 100,
+            "type": "file", "name": path.rsplit("/", 1)[-1], "path": path, "sha": "0" * 40,
+            "size": len(text := self.texts.get((ref, path), "").encode()),
             "html_url": f"https://github.com/{self.repo}/blob/{ref}/{path}",
+            "encoding": "base64", "content": base64.encodebytes(text).decode(),  # GitHub wraps it in lines too
         })
 
     async def _latest(self, request: web.Request) -> web.Response:

@@ -69,6 +69,7 @@ class CanrunBot(commands.Bot):
         self.game_events = GameEvents(self.store)
         table = await load_capability_table(self.store)
         self.checker = make_checker(self.config, self.store, table)
+        self._warm_up = asyncio.create_task(self.checker.warm_up())  # mlx-lm imported before the first /canrun
         self.model_search = ModelSearch(self.checker.hub, timeout=self.config.discord.autocomplete_timeout_seconds)
         await self.add_cog(CanrunCog(self))
         await self.add_cog(AdminCog(self))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from bot.services.dry_load import DryLoadService, DryLoadSettings, DryLoadUnavai
 from bot.services.github import GitHubClient
 from bot.services.host import host_memory
 from bot.services.hub import HubService, HubSettings, RepoInaccessible
-from bot.services.prober import ProberSettings, shared_prober
+from bot.services.prober import ProberError, ProberSettings, shared_prober
 from bot.services.store import Store
 from bot.services.suggestions import SuggestionService
 
@@ -62,6 +63,14 @@ class Checker:
         )
         if exact is not None:
             verdict.memory = exact
+
+    async def warm_up(self) -> None:
+        """Start the dry-load process now (mlx-lm's import takes seconds), so the first answer does not wait."""
+        if self.dry_load is not None:
+            try:
+                await asyncio.to_thread(self.dry_load.prober.hello)
+            except ProberError as e:
+                log.warning("the dry-load process did not start: %s (answers use the static gates until it does)", e)
 
     async def add_suggestions(self, verdict: Verdict) -> Verdict:
         """Fill in what to do next. Never raises for a slow or failing source: it is named instead."""

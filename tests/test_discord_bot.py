@@ -11,6 +11,7 @@ import pytest
 from bot.config import parse_config
 from bot.discord import safe
 from bot.discord.app import CanrunBot
+from bot.services.host import machine_name
 from tests.conftest import seed_store
 from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK, FakeDiscord, patch_discord
 from tests.fakes.hub import FakeRepo
@@ -121,7 +122,7 @@ async def test_canrun_defers_then_answers_with_the_verdict(fake, start_bot):
     fields = {f["name"].split(" (")[0]: f["value"] for f in e["fields"]}
     assert "`mistral` → `mlx_lm.models.llama`" in fields["Architecture"] and "MODEL_REMAPPING" in fields["Architecture"]
     assert "7.2B parameters" in fields["Size"]
-    assert "as 4-bit" in fields["Memory on this Mac"]
+    assert "as 4-bit" in fields[f"Memory on {machine_name()}"]
     assert "Mistral-7B-v0.1-4bit" in fields["What you can do"]
     assert "mlx-lm " in e["footer"]["text"]
     buttons = [c for row in payload["components"] for c in row["components"]]
@@ -141,7 +142,8 @@ async def test_each_verdict_class_gets_its_headline(fake, start_bot, entry):
     interaction = await fake.send_slash_command("canrun", {"repo": entry.repo.repo_id})
     payload = await final_edit(fake, interaction)
     assert HEADLINES[entry.verdict] in payload["embeds"][0]["title"]
-    assert safe.escape(entry.words) in payload["embeds"][0]["description"]
+    description = payload["embeds"][0]["description"]
+    assert safe.escape(entry.words) in description or f"`{entry.words}`" in description  # text, or a code span
     within_limits(payload)
 
 

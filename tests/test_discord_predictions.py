@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot.core.repo_id import RepoRef
+from bot.services.host import machine_name
 from bot.services import predictions as game
 from tests.fakes.fake_discord import EPHEMERAL
 from tests.fakes.hub import FakeRepo
@@ -278,7 +279,7 @@ async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_
     plan = await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
     assert "by trial #2" in plan.json["content"]
     embed = await results_message(fake, timeout=60)
-    assert "loads**, by a real trial on this Mac" in embed["description"]
+    assert f"loads**, by a real trial on {machine_name()}" in embed["description"]
     assert f"<@{hal['user']['id']}> **-24.00**" in embed["fields"][0]["value"]
 
 
@@ -335,7 +336,7 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
         zoo_hub.slow_paths.clear()
     bot = await start_bot(predictions=GAME, trials=TRIALS)
     embed = await results_message(fake, timeout=60)
-    assert "loads**, by a real trial on this Mac" in embed["description"]
+    assert f"loads**, by a real trial on {machine_name()}" in embed["description"]
     assert f"<@{kai['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
     assert (await bot.trial_queue.get(1)).error == "interrupted by restart"
     assert await bot.store.state_items("reveal_pending:") == []

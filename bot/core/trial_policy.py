@@ -1,4 +1,4 @@
-"""Whether a trial may run on this Mac: pure checks of a Verdict against the owner's limits."""
+"""Whether a trial may run on this machine: pure checks of a Verdict against the owner's limits."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class TrialLimitsPolicy:
     max_download_bytes: int
     max_memory_bytes: int  # the configured fraction of the memory budget
     min_free_disk_bytes: int
+    machine: str = "this machine"  # how messages name the host ("this Mac" there)
 
 
 def refusal(v: Verdict, limits: TrialLimitsPolicy, *, disk_available_bytes: int) -> str | None:
@@ -24,7 +25,7 @@ def refusal(v: Verdict, limits: TrialLimitsPolicy, *, disk_available_bytes: int)
     if v.weights_bytes is None:
         return "the size of the weights is unknown"
     if v.weights_bytes > limits.max_download_bytes:
-        return (f"the weights are {human_bytes(v.weights_bytes)}, over this Mac's trial download limit of "
+        return (f"the weights are {human_bytes(v.weights_bytes)}, over {limits.machine}'s trial download limit of "
                 f"{human_bytes(limits.max_download_bytes)}")
     need = v.memory.get("as_is")
     if need is not None and need.need_bytes > limits.max_memory_bytes:
@@ -32,7 +33,8 @@ def refusal(v: Verdict, limits: TrialLimitsPolicy, *, disk_available_bytes: int)
                 "trials may use")
     if disk_available_bytes - v.weights_bytes < limits.min_free_disk_bytes:
         return (f"the download ({human_bytes(v.weights_bytes)}) would leave less than "
-                f"{human_bytes(limits.min_free_disk_bytes)} free on disk")
+                f"{human_bytes(limits.min_free_disk_bytes)} free on disk: {human_bytes(max(0, disk_available_bytes))} "
+                "is free, counting what the model cache could make free")
     return None
 
 

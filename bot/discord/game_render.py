@@ -8,11 +8,12 @@ from __future__ import annotations
 import discord
 
 from bot.discord import safe
+from bot.services.host import machine_name
 from bot.services.predictions import LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season
 
 CONFIDENCE_CHOICES = (50, 60, 70, 80, 90, 95, 99)
 WILL_LOAD = {True: "loads", False: "won't load"}
-SOURCE_NOTE = {"trial": "by a real trial on this Mac", "verdict": "by canrun's static verdict"}
+SOURCE_NOTE = {"trial": f"by a real trial on {machine_name()}", "verdict": "by canrun's static verdict"}
 
 
 def points(value: float | None) -> str:
@@ -60,7 +61,7 @@ def round_repo_card(rnd: Round, position: int, hub_url: str) -> discord.Embed:
     return discord.Embed(
         title=safe.clip(f"{position}/{len(rnd.repos)} · {repo.repo_id}", safe.TITLE),
         url=safe.safe_url(f"{hub_url}/{repo.repo_id}"),
-        description=f"Round {rnd.id}. Will it load in mlx-lm on this Mac?",
+        description=f"Round {rnd.id}. Will it load in mlx-lm on {machine_name()}?",
         color=discord.Color.gold(),
     )
 

@@ -8,6 +8,7 @@ from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
 from bot.discord import safe
 from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
+from bot.services.host import machine_name
 
 COLORS = {LOADS: discord.Color.green(), "gated": discord.Color.gold(), "not_found": discord.Color.light_grey()}
 FIT_MARKS = {"fits": "🟢", "tight": "🟡", "too_large": "🔴"}
@@ -22,7 +23,7 @@ def verdict_embed(v: Verdict, host: HostMemory, *, hub_url: str, cached_note: st
         url=safe.safe_url(f"{hub_url}/{v.repo}"),
         color=COLORS.get(v.verdict, discord.Color.red()),
         description=safe.clip(
-            f"**{safe.escape(name)}**\n" + "\n".join(f"• {safe.escape(r)}" for r in v.reasons), safe.DESCRIPTION
+            f"**{safe.escape(name)}**\n" + "\n".join(f"• {safe.rich(r)}" for r in v.reasons), safe.DESCRIPTION
         ),
     )
     if v.model_type:
@@ -40,7 +41,7 @@ def verdict_embed(v: Verdict, host: HostMemory, *, hub_url: str, cached_note: st
     if v.memory:
         lines = [f"{FIT_MARKS[m.status]} {MEMORY_LABELS[k]}: ~{human_bytes(m.need_bytes)}, {FIT_WORDS[m.status]}"
                  for k, m in v.memory.items()]
-        embed.add_field(name=f"Memory on this Mac ({human_bytes(host.budget_bytes)})",
+        embed.add_field(name=f"Memory on {machine_name()} ({human_bytes(host.budget_bytes)})",
                         value=safe.clip("\n".join(lines), safe.FIELD_VALUE), inline=False)
     if v.suggestions:
         per = safe.FIELD_VALUE // max(1, min(len(v.suggestions), 5)) - 2

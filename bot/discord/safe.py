@@ -25,6 +25,8 @@ CHOICES = 25
 CONTENT = 2000
 
 _URL = re.compile(r"^https?://[^\s<>]+$")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+CODE_SPAN_CHARS = 300  # a span of canrun's names what a repo holds: a file list, a tensor name
 
 
 def clip(text: str, limit: int) -> str:
@@ -46,6 +48,19 @@ def escape(text: str) -> str:
 def code(text: str, limit: int = 100) -> str:
     """An inline code span that nothing can break out of (markdown is inert inside; backticks are not)."""
     return f"`{clip(_no_mentions(str(text).replace('`', 'ˋ')), limit)}`"
+
+
+def rich(text: str) -> str:
+    """One of canrun's own sentences (a verdict reason, a refusal), which marks names as code spans and carries
+    what a repo or user provided (a model_type, file names, an error from mlx-lm): its code spans stay code, the
+    rest is escaped. Whatever a repo put inside a span shows literally (markdown is inert in code, and `code`
+    leaves no backtick to break out with); a stray backtick outside a pair is escaped like any other text."""
+    out, pos = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out += [escape(text[pos:span.start()]), code(span.group(1), CODE_SPAN_CHARS)]
+        pos = span.end()
+    out.append(escape(text[pos:]))
+    return "".join(out)
 
 
 def safe(text: str, limit: int) -> str:

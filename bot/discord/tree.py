@@ -29,7 +29,7 @@ class CanrunTree(app_commands.CommandTree):
                 interaction.channel_id, (interaction.data or {}).get("options"),
                 exc_info=getattr(error, "original", error),
             )
-            text = "Something went wrong on canrun's side. It has been logged for the Mac's owner."
+            text = "Something went wrong on canrun's side. It has been logged for the bot's owner."
         try:
             await _drop_thinking(interaction)
             await send_ephemeral(interaction, text)

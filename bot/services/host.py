@@ -6,6 +6,12 @@ import os
 import platform
 
 from bot.core.engine import HostMemory
+from bot.core.trial_policy import GB  # decimal, as every `*_gb` of the config and every size canrun prints
+
+
+def machine_name() -> str:
+    """How messages name the machine canrun runs on."""
+    return "this Mac" if platform.system() == "Darwin" else "this machine"
 
 
 def physical_memory_bytes() -> int:
@@ -18,7 +24,7 @@ def physical_memory_bytes() -> int:
 def host_memory(budget_gb: float = 0.0) -> HostMemory:
     """The configured budget, else Metal's recommended working set on macOS, else physical RAM."""
     if budget_gb > 0:
-        return HostMemory(int(budget_gb * 1024**3), "configured budget")
+        return HostMemory(int(budget_gb * GB), "configured budget")
     if platform.system() == "Darwin":
         try:
             import mlx.core as mx

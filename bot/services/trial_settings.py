@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot.config import Config
 from bot.core.engine import HostMemory
 from bot.core.trial_policy import GB, TrialLimitsPolicy
+from bot.services.host import machine_name
 from bot.services.trial_runner import TrialLimits
 
 
@@ -17,6 +18,7 @@ def trial_policy(config: Config, host: HostMemory) -> TrialLimitsPolicy:
         max_download_bytes=int(cfg.max_download_gb * GB),
         max_memory_bytes=int(cfg.max_memory_fraction * host.budget_bytes),
         min_free_disk_bytes=int(cfg.min_free_disk_gb * GB),
+        machine=machine_name(),
     )
 
 

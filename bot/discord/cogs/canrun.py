@@ -16,6 +16,7 @@ from bot.core.verdicts import Verdict
 from bot.discord import safe
 from bot.discord.render import verdict_embed, verdict_view
 from bot.discord.reply import Reply, send_ephemeral
+from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class CanrunCog(commands.Cog):
     def __init__(self, bot: CanrunBot):
         self.bot = bot
 
-    @app_commands.command(name="canrun", description="Will this Hugging Face model load in mlx-lm on this Mac?")
+    @app_commands.command(name="canrun", description=f"Will this Hugging Face model load in mlx-lm on {machine_name()}?")
     @app_commands.describe(
         repo="Model id like mlx-community/Qwen3-0.6B-4bit, or a huggingface.co link",
         revision="Branch, tag or commit (default: the main branch)",

@@ -340,7 +340,7 @@ class PredictionsCog(commands.Cog):
         lines = [f"🔒 Round {rnd.id} is closed. Settling:"]
         lines += [f"• **{safe.escape(r)}** by trial #{t} (the results follow when it ends)" for r, t in plan.trials.items()]
         lines += [f"• **{safe.escape(r)}** by canrun's static verdict"
-                  + (f" (no trial: {safe.escape(plan.no_trial[r].rstrip('.'))})" if r in plan.no_trial else "")
+                  + (f" (no trial: {safe.rich(plan.no_trial[r].rstrip('.'))})" if r in plan.no_trial else "")
                   for r in plan.verdicts]
         lines += [f"• **{safe.escape(r)}** voided: {safe.escape(why)}" for r, why in plan.voided.items()]
         lines += [f"• **{safe.escape(r)}**: Hugging Face could not be reached; try `/round reveal` again"

@@ -1,4 +1,4 @@
-"""/trial and /trials: moderators queue real loads of a model on this Mac and watch them run."""
+"""/trial and /trials: moderators queue real loads of a model on this machine and watch them run."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bot.discord import safe
 from bot.discord.checks import is_moderator, moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
 from bot.discord.trial_render import trial_embed
+from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 from bot.services.trial_queue import Trial, TrialRefused
 from bot.services.trial_runner import TrialProgress
@@ -118,7 +119,7 @@ class TrialMessage:
 
 
 class TrialsCog(commands.Cog):
-    trials = app_commands.Group(name="trials", description="Results of trial loads on this Mac")
+    trials = app_commands.Group(name="trials", description=f"Results of trial loads on {machine_name()}")
 
     def __init__(self, bot: CanrunBot):
         self.bot = bot
@@ -143,7 +144,7 @@ class TrialsCog(commands.Cog):
                 except discord.HTTPException:
                     log.info("could not update the message of recovered trial #%s", trial_id, exc_info=True)
 
-    @app_commands.command(name="trial", description="(moderators) Really load a model with mlx-lm on this Mac")
+    @app_commands.command(name="trial", description=f"(moderators) Really load a model with mlx-lm on {machine_name()}")
     @app_commands.describe(repo="Model id or huggingface.co link", prompt="What to generate from",
                            max_tokens="How many tokens to generate")
     @app_commands.default_permissions(manage_guild=True)
@@ -168,7 +169,7 @@ class TrialsCog(commands.Cog):
         reason = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.model_cache.available_bytes())
         if reason:
             await interaction.edit_original_response(
-                content=safe.clip(f"No trial for **{safe.escape(ref.repo_id)}**: {safe.escape(reason.rstrip('.'))}.",
+                content=safe.clip(f"No trial for **{safe.escape(ref.repo_id)}**: {safe.rich(reason.rstrip('.'))}.",
                                   safe.CONTENT),
                 allowed_mentions=NO_MENTIONS)
             return

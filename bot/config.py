@@ -28,6 +28,7 @@ class HubConfig:
     request_timeout_seconds: float = 15.0
     max_retries: int = 3
     download_dir: str = ".canrun/hub"  # where config.json and friends are cached (never weights)
+    deadline_seconds: float = 60.0  # one whole hub operation, retries included: then "could not reach"
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ def decide(
     notes: list[str] = []
     verdict = Verdict(
         repo=meta.repo_id, revision=meta.revision, sha=meta.sha, verdict=LOADS,
-        weights_bytes=meta.weights_bytes, mlx_lm_version=table.mlx_lm_version,
+        weights_bytes=meta.weights_bytes, mlx_lm_version=table.mlx_lm_version, metadata_fetched_at=meta.fetched_at,
     )
 
     config_failure = check_config(meta)

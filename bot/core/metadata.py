@@ -53,6 +53,7 @@ class RepoMetadata:
     library_name: str | None = None
     pipeline_tag: str | None = None
     gated: bool = False
+    fetched_at: float | None = None  # when the hub was read (an answer from the cache is older than the ask)
 
     # ---- derived views used by several gates -------------------------------------------------
     def has_file(self, path: str) -> bool:

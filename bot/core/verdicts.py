@@ -79,6 +79,7 @@ class Verdict:
     # "dry_load": the installed mlx-lm's own load on the metadata decided; "static": canrun's gates alone
     # (a repo that never reaches a load, the dry load switched off or unable to answer).
     checked_by: str = "static"
+    metadata_fetched_at: float | None = None  # unix time the hub was read; older than the ask when cached
     suggestions: list[Suggestion] = field(default_factory=list)
     suggestions_unavailable: list[str] = field(default_factory=list)  # sources that did not answer in time
 
@@ -104,6 +105,7 @@ class Verdict:
             "mlx_lm_version": self.mlx_lm_version,
             "mlx_version": self.mlx_version,
             "checked_by": self.checked_by,
+            "metadata_fetched_at": self.metadata_fetched_at,
             "suggestions": [s.to_json() for s in self.suggestions],
             "suggestions_unavailable": list(self.suggestions_unavailable),
         }
@@ -117,7 +119,7 @@ class Verdict:
             weights_bytes=data.get("weights_bytes"), params=data.get("params"),
             memory={k: MemoryFit(**v) for k, v in (data.get("memory") or {}).items()},
             mlx_lm_version=data.get("mlx_lm_version"), mlx_version=data.get("mlx_version"),
-            checked_by=data.get("checked_by", "static"),
+            checked_by=data.get("checked_by", "static"), metadata_fetched_at=data.get("metadata_fetched_at"),
             suggestions=[Suggestion(**s) for s in data.get("suggestions", [])],
             suggestions_unavailable=list(data.get("suggestions_unavailable", [])),
         )

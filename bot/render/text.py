@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
 from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
@@ -38,5 +40,20 @@ def render_verdict(v: Verdict, host: HostMemory) -> str:
         lines.append(f"  → {s.title}: {s.url}" + (f" ({s.detail})" if s.detail else ""))
     if v.suggestions_unavailable:
         lines.append(f"  (suggestions from {' and '.join(v.suggestions_unavailable)} unavailable right now)")
-    lines.append(f"  (mlx-lm {v.mlx_lm_version})")
+    lines.append(f"  ({_provenance(v)})")
     return "\n".join(lines)
+
+
+def _provenance(v: Verdict, now: float | None = None) -> str:
+    """Which mlx-lm answered and how, and how old the metadata is when it came from the cache."""
+    how = "its own dry load" if v.checked_by == "dry_load" else "canrun's static check"
+    text = f"mlx-lm {v.mlx_lm_version}, {how}"
+    age = (now or time.time()) - v.metadata_fetched_at if v.metadata_fetched_at else 0
+    if age >= 60:
+        text += f"; metadata read {_ago(age)} ago, from the cache (--refresh reads it again)"
+    return text
+
+
+def _ago(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{round(minutes / 60)} h"

@@ -93,6 +93,7 @@ def hub_service(config: Config, store: Store | None) -> HubService:
             cache_ttl_seconds=config.hub.cache_ttl_seconds,
             timeout_seconds=config.hub.request_timeout_seconds,
             max_retries=config.hub.max_retries,
+            deadline_seconds=config.hub.deadline_seconds,
             download_dir=config.path(config.hub.download_dir),
         ),
         store,

@@ -1,22 +1,27 @@
 """Hugging Face Hub access: metadata only (model info, config files, safetensors headers), never weights.
 
-huggingface_hub's client is synchronous, so each fetch runs in a worker thread. In front of it:
-- a SQLite cache keyed by (repo, revision) with a TTL,
+huggingface_hub's client is synchronous, so each fetch runs in a daemon thread (an abandoned call never holds
+the process: Ctrl-C exits at once). In front of it:
+- a SQLite cache keyed by (repo, revision, who asked) with a TTL: an answer read with a token is never given
+  to a caller without it, and the reverse; small files are cached per token too, since huggingface_hub hands
+  out a cached file of a commit without asking the hub again (a token without access would read it);
 - single flight: however many callers ask for one repo at once, one upstream fetch runs,
-- bounded retries with exponential backoff on 429, 5xx and network errors (Retry-After honoured),
-- the hub's typed errors mapped to outcomes: gated, not found, or HubUnavailable.
+- bounded retries with exponential backoff on 429, 5xx and network errors (Retry-After honoured), all within
+  one overall deadline per operation,
+- the hub's typed errors mapped to outcomes: gated, not found, HubRateLimited or HubUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import hashlib
 import json
+import threading
 import logging
 import random
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -26,15 +31,14 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
-    NotASafetensorsRepoError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
     SafetensorsParsingError,
 )
 
-from bot.core import quantization
-from bot.core.metadata import RepoFile, RepoMetadata, Tensor
+from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoFile, RepoMetadata, Tensor
 from bot.core.verdicts import GATED, NOT_FOUND
+from bot.services.daemon_threads import DaemonRunner, parallel_map
 from bot.services.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,15 @@ MEMORY_CACHE_ENTRIES = 512  # hot repos answer from memory; SQLite keeps the res
 
 class HubUnavailable(RuntimeError):
     """Hugging Face could not be reached or kept failing: no verdict can be given right now."""
+
+
+class HubRateLimited(HubUnavailable):
+    """Hugging Face answered 429 until canrun gave up; `retry_after` seconds is its own hint, when it gave one."""
+
+    def __init__(self, retry_after: float | None):
+        wait = f"try again in {_duration(retry_after)}" if retry_after else "try again in a minute or two"
+        super().__init__(f"Hugging Face is rate limiting requests from this machine; {wait}")
+        self.retry_after = retry_after
 
 
 class RepoInaccessible(Exception):
@@ -69,6 +82,7 @@ class HubSettings:
     download_dir: Path = Path(".canrun/hub")
     backoff_base_seconds: float = 0.5
     max_concurrent_fetches: int = 16  # threads for the blocking client: hub calls wait on the network, not the CPU
+    deadline_seconds: float = 60.0  # one whole operation (a repo's metadata), retries included
 
 
 class HubService:
@@ -77,17 +91,31 @@ class HubService:
         self.store = store
         self.clock = clock
         self.api = HfApi(endpoint=settings.endpoint, token=settings.token or False)
+        self.identity = token_identity(settings.token)  # part of every cache key
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._memory: OrderedDict[tuple[str, str], tuple[dict[str, Any], float]] = OrderedDict()
         self.upstream_fetches = 0  # full fetch sets started (for benchmarks and tests)
         self._search_cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
-        self._executor = ThreadPoolExecutor(settings.max_concurrent_fetches, thread_name_prefix="hub")
+        self._threads = DaemonRunner(settings.max_concurrent_fetches, "hub")
+        self._local = threading.local()  # the deadline of the operation a thread works for
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        """fn(*args) in a daemon thread, given up after the overall deadline (the thread is then abandoned)."""
+        deadline = time.monotonic() + self.settings.deadline_seconds
+
+        def with_deadline() -> T:
+            self._local.deadline = deadline
+            return fn(*args)
+
+        try:
+            return await asyncio.wait_for(self._threads.run(with_deadline), self.settings.deadline_seconds)
+        except asyncio.TimeoutError:
+            raise HubUnavailable(
+                f"Hugging Face did not answer within {self.settings.deadline_seconds:.0f} s ([hub] deadline_seconds)"
+            ) from None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        pass  # nothing to release: abandoned daemon threads end with their request
 
     async def list_models(
         self, *, search: str | None = None, author: str | None = None, filter: str | None = None,
@@ -120,14 +148,14 @@ class HubService:
         return RepoMetadata.from_json(payload)
 
     async def _payload(self, repo_id: str, revision: str | None, refresh: bool) -> dict[str, Any]:
-        key = (repo_id, revision or "")
+        key = (repo_id, f"{revision or ''}#{self.identity}")  # who asked is part of the answer (gated repos)
         if not refresh:
             cached = self._memory.get(key)
             if cached is None and self.store is not None:
-                cached = await self.store.cache_get(repo_id, revision)
+                cached = await self.store.cache_get(repo_id, key[1])
             if cached is not None and self.clock() - cached[1] < self.settings.cache_ttl_seconds:
                 self._remember(key, *cached)
-                return cached[0]
+                return {**cached[0], "fetched_at": cached[1]}
         existing = self._inflight.get(key)
         if existing is not None:
             return await asyncio.shield(existing)
@@ -137,8 +165,9 @@ class HubService:
             payload = await self._fetch_upstream(repo_id, revision)
             fetched_at = self.clock()
             if self.store is not None:
-                await self.store.cache_put(repo_id, revision, payload, fetched_at)
+                await self.store.cache_put(repo_id, key[1], payload, fetched_at)
             self._remember(key, payload, fetched_at)
+            payload = {**payload, "fetched_at": fetched_at}
             future.set_result(payload)
             return payload
         except BaseException as e:
@@ -201,8 +230,8 @@ class HubService:
                     setattr(meta, name.removesuffix(".json"), data)
         # The headers of the weight shards: the dry load builds its placeholders from them, and the static
         # gates read quantization tensors from them. Ranged reads, never the weights.
-        if meta.weight_files or quantization.needs_tensor_names(meta.config, meta.hf_quant_config):
-            meta.tensors = self._tensor_headers(repo_id, sha)
+        if meta.weight_files:
+            meta.tensors = self._tensor_headers(repo_id, files, sha)
         return meta
 
     async def download_files(self, repo_id: str, revision: str | None, names: list[str]) -> dict[str, Path]:
@@ -222,26 +251,35 @@ class HubService:
         path = self._retrying(
             lambda: hf_hub_download(
                 repo_id, filename, revision=revision, endpoint=self.settings.endpoint,
-                token=self.settings.token or False, cache_dir=self.settings.download_dir,
+                token=self.settings.token or False, cache_dir=self.settings.download_dir / self.identity,
                 etag_timeout=self.settings.timeout_seconds,
             )
         )
         return Path(path)
 
-    def _tensor_headers(self, repo_id: str, revision: str | None) -> dict[str, Tensor] | None:
-        """Tensor names, dtypes and shapes from the safetensors headers: ranged reads, not the weights."""
+    def _tensor_headers(self, repo_id: str, files: list[RepoFile], revision: str | None) -> dict[str, Tensor] | None:
+        """Tensor names, dtypes and shapes from the headers of the root `model*.safetensors` files (the ones
+        mlx-lm globs): a ranged read each, in parallel, nothing written to disk, never the weights."""
+        names = [f.path for f in files if "/" not in f.path and fnmatch(f.path, MLX_WEIGHT_PATTERN)]
+        if not names:
+            return None
+        deadline = getattr(self._local, "deadline", None)
+
+        def header(filename: str):
+            self._local.deadline = deadline
+            return self._retrying(lambda: self.api.parse_safetensors_file_metadata(
+                repo_id, filename, revision=revision, timeout=self.settings.timeout_seconds))
+
         try:
-            st = self._retrying(lambda: self.api.get_safetensors_metadata(repo_id, revision=revision))
-        except (NotASafetensorsRepoError, SafetensorsParsingError, EntryNotFoundError) as e:
+            parsed = parallel_map(header, names, workers=8)
+        except (SafetensorsParsingError, EntryNotFoundError) as e:
             log.info("no readable safetensors headers for %s: %s", repo_id, e)
             return None
-        tensors: dict[str, Tensor] = {}
-        for file_meta in st.files_metadata.values():
-            for name, t in file_meta.tensors.items():
-                tensors[name] = Tensor(t.dtype, tuple(t.shape))
-        return tensors
+        return {name: Tensor(t.dtype, tuple(t.shape)) for meta in parsed for name, t in meta.tensors.items()}
 
     def _retrying(self, call: Callable[[], T]) -> T:
+        """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline."""
+        deadline = getattr(self._local, "deadline", None)
         attempt = 0
         while True:
             try:
@@ -254,18 +292,26 @@ class HubService:
                         raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
                     raise
                 attempt += 1
-                if attempt > self.settings.max_retries:
+                hint = _retry_after(e)
+                delay = min(MAX_BACKOFF_SECONDS, hint or self.settings.backoff_base_seconds * 2 ** (attempt - 1))
+                delay *= 1 + random.random() * 0.2
+                out_of_time = deadline is not None and time.monotonic() + delay >= deadline
+                if attempt > self.settings.max_retries or out_of_time:
+                    if _status(e) == 429:
+                        raise HubRateLimited(hint) from e
                     raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e
-                delay = _retry_after(e) or self.settings.backoff_base_seconds * 2 ** (attempt - 1)
-                delay = min(MAX_BACKOFF_SECONDS, delay) * (1 + random.random() * 0.2)
-                log.warning("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
+                log.info("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
                 time.sleep(delay)
+
+
+def _status(e: Exception) -> int | None:
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
 
 
 def _retryable(e: Exception) -> bool:
     if isinstance(e, HfHubHTTPError):
-        response = getattr(e, "response", None)
-        return response is not None and response.status_code in RETRY_STATUSES
+        return _status(e) in RETRY_STATUSES
     # huggingface_hub's HTTP client raises its transport's own errors (connect, read timeout, ...):
     # recognise them by class name rather than importing a transport the hub may swap out.
     names = {cls.__name__ for cls in type(e).__mro__}
@@ -273,12 +319,35 @@ def _retryable(e: Exception) -> bool:
 
 
 def _retry_after(e: Exception) -> float | None:
+    """The server's own wait hint: Retry-After (seconds), else the IETF RateLimit header's `t=` (Hugging Face
+    sends `RateLimit: "api";r=0;t=55`)."""
     response = getattr(e, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    headers = getattr(response, "headers", None) or {}
+    for value in (headers.get("Retry-After"), _ratelimit_reset(headers.get("RateLimit"))):
+        try:
+            if value is not None and float(value) >= 0:
+                return float(value)
+        except ValueError:
+            continue
+    return None
+
+
+def _ratelimit_reset(value: str | None) -> str | None:
+    for part in (value or "").split(";"):
+        key, _, number = part.strip().partition("=")
+        if key == "t":
+            return number
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
+
+
+def token_identity(token: str | None) -> str:
+    """Who asks, for cache keys: "anonymous", or a short hash of the token (never the token itself)."""
+    return "anonymous" if not token else "token-" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def _server_message(e: HfHubHTTPError) -> str:

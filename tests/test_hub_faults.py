@@ -1,0 +1,108 @@
+"""The hub layer under faults and tokens: what a user sees must be true whatever the cache holds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bot.core.verdicts import GATED
+from bot.services.hub import HubRateLimited, HubService, HubSettings, HubUnavailable, RepoInaccessible, token_identity
+from tests.fakes.hub import FakeHub, FakeRepo
+from tests.fakes.hub_zoo import LLAMA, TOKENIZER_JSON, weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def hub():
+    with FakeHub() as h:
+        h.add_repo(FakeRepo("org/llama", {"config.json": LLAMA, "model.safetensors": weights(1000),
+                                          "tokenizer.json": TOKENIZER_JSON}))
+        h.add_repo(FakeRepo("google/gemma-like", {"config.json": LLAMA, "model.safetensors": weights(10),
+                                                  "tokenizer.json": TOKENIZER_JSON}, gated="manual"))
+        yield h
+
+
+def service(hub, store, tmp_path, **kw) -> HubService:
+    return HubService(HubSettings(endpoint=hub.endpoint, backoff_base_seconds=0.01,
+                                  download_dir=tmp_path / "hub", **kw), store)
+
+
+async def test_the_cache_never_crosses_tokens(hub, store, tmp_path):
+    hub.authorized_tokens.add("hf_granted")
+    with pytest.raises(RepoInaccessible) as e:  # no token yet: gated
+        await service(hub, store, tmp_path).fetch("google/gemma-like")
+    assert e.value.verdict == GATED
+    # The license is accepted and a token set: the cached "gated" must not answer for it.
+    meta = await service(hub, store, tmp_path, token="hf_granted").fetch("google/gemma-like")
+    assert meta.config["model_type"] == "llama"
+    # And what the token could read is not given to a caller without it...
+    with pytest.raises(RepoInaccessible):
+        await service(hub, store, tmp_path).fetch("google/gemma-like")
+    # ...nor to a token without access, although config.json of that commit is on disk for the granted one.
+    with pytest.raises(RepoInaccessible) as e:
+        await service(hub, store, tmp_path, token="hf_wrong").fetch("google/gemma-like")
+    assert e.value.verdict == GATED
+    assert "hf_granted" not in token_identity("hf_granted") and token_identity(None) == "anonymous"
+
+
+async def test_rate_limiting_is_named_with_the_wait(hub, store, tmp_path):
+    hub.fail_next(429, count=10, path_contains="/api/models/org/llama", retry_after=42)
+    with pytest.raises(HubRateLimited) as e:
+        await service(hub, store, tmp_path, max_retries=1, deadline_seconds=5).fetch("org/llama")
+    assert "rate limiting" in str(e.value) and "42 s" in str(e.value) and e.value.retry_after == 42
+
+
+async def test_a_hub_slower_than_the_deadline_gives_up_once(hub, store, tmp_path):
+    hub.latency = 3.0
+    svc = service(hub, store, tmp_path, timeout_seconds=0.5, max_retries=5, deadline_seconds=1.0)
+    with pytest.raises(HubUnavailable) as e:
+        await svc.fetch("org/llama")
+    assert "did not answer within 1 s" in str(e.value)
+    # the retries stopped at the deadline instead of multiplying: a few requests, not 5 retries per call
+    assert hub.count("GET", "/api/models/org/llama") <= 3
+
+
+def test_ctrl_c_during_a_slow_hub_exits_at_once_without_traceback(tmp_path):
+    with FakeHub(latency=30.0) as slow:
+        slow.add_repo(FakeRepo("org/slow", {"config.json": LLAMA}))
+        env = {**os.environ, "HF_ENDPOINT": slow.endpoint, "PYTHONPATH": ROOT, "HF_HOME": str(tmp_path / "hf")}
+        (tmp_path / "config.toml").write_text('[store]\npath = "db.sqlite3"\n[logging]\nfile = ""\n')
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "check", "org/slow", "--config", "config.toml"],
+                                cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not slow.count("GET", "/api/models/org/slow") and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the request is in flight
+            assert slow.count("GET", "/api/models/org/slow"), "the request never started"
+            proc.send_signal(signal.SIGINT)
+            # The hub would answer after 30 s; the process must be gone long before that.
+            out, err = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+    assert b"Traceback" not in err, err.decode()
+
+
+async def test_an_answer_from_the_cache_says_how_old_it_is(hub, store, tmp_path):
+    from bot.core.engine import HostMemory
+    from bot.core.verdicts import Verdict
+    from bot.render.text import render_verdict
+
+    clock = [1000.0]
+    svc = HubService(HubSettings(endpoint=hub.endpoint, download_dir=tmp_path / "hub"), store, clock=lambda: clock[0])
+    first = await svc.fetch("org/llama")
+    clock[0] += 600
+    again = await svc.fetch("org/llama")
+    assert first.fetched_at == again.fetched_at == 1000.0 and svc.upstream_fetches == 1
+    v = Verdict("org/llama", "loads", mlx_lm_version="9.9", checked_by="dry_load", metadata_fetched_at=time.time())
+    text = render_verdict(v, HostMemory(10**9, "test"))
+    assert "mlx-lm 9.9, its own dry load" in text and "from the cache" not in text  # read just now (real clock)
+    v.metadata_fetched_at = time.time() - 600
+    assert "metadata read 10 min ago, from the cache (--refresh reads it again)" in render_verdict(v, HostMemory(10**9, "t"))

@@ -106,3 +106,13 @@ async def test_an_answer_from_the_cache_says_how_old_it_is(hub, store, tmp_path)
     assert "mlx-lm 9.9, its own dry load" in text and "from the cache" not in text  # read just now (real clock)
     v.metadata_fetched_at = time.time() - 600
     assert "metadata read 10 min ago, from the cache (--refresh reads it again)" in render_verdict(v, HostMemory(10**9, "t"))
+
+
+async def test_nothing_is_written_to_the_default_hugging_face_cache(hub, store, tmp_path):
+    default_cache = os.path.join(os.environ["HF_HOME"], "hub")
+    before = set(os.listdir(default_cache)) if os.path.isdir(default_cache) else set()
+    meta = await service(hub, store, tmp_path).fetch("org/llama")
+    assert meta.tensors  # the headers were read...
+    after = set(os.listdir(default_cache)) if os.path.isdir(default_cache) else set()
+    assert not {n for n in after - before if "org--llama" in n}  # ...without leaving files in the default cache
+    assert any((tmp_path / "hub").rglob("config.json"))  # small files live in canrun's own download_dir

@@ -8,8 +8,11 @@ STAMP  := $(VENV)/.canrun-installed
 
 .PHONY: run test bench install clean
 
+# Without DISCORD_TOKEN, `canrun bot` explains how to get one and exits 2: that is advice, not a failed install,
+# so make ends without an error of its own.
 run: $(STAMP) config.toml
-	$(VENV)/bin/canrun bot
+	@if [ -n "$$DISCORD_TOKEN" ]; then exec $(VENV)/bin/canrun bot; fi; \
+	$(VENV)/bin/canrun bot; test $$? -eq 2
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -11,11 +11,15 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
+from bot.cli_logging import cli_logging
 from bot.config import Config, ConfigError, load_config
-from bot.core.repo_id import RepoIdError, RepoRef, parse_repo
+from bot.core.repo_id import RepoIdError, RepoRef, echo, parse_repo
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +56,13 @@ Ctrl-C (128 + the signal number).
 """
 
 
+CHECK_EXIT_CODES = """\
+exit codes: 0 every repo got a verdict (whatever it says: `not_found` and `gated` are verdicts too); 1 a repo
+could not be checked (Hugging Face unreachable or rate limiting; with --json its object has "verdict": null and
+an "error"), or the local database failed; 2 malformed input or configuration, nothing checked.
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short and friendly
         self.print_usage(sys.stderr)
@@ -59,15 +70,24 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $CANRUN_CONFIG or ./config.toml)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--config", default=default, help="config file (default: $CANRUN_CONFIG or ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log what happens to stderr")
 
-    parser = _Parser(prog="canrun", description="Will this Hugging Face model load in mlx-lm?", parents=[common])
+
+def build_parser() -> argparse.ArgumentParser:
+    # The options common to all commands go before the command or after it. After it, their default is SUPPRESS:
+    # otherwise the subcommand's defaults would overwrite what was given before it (`canrun -v check ...`).
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
+
+    parser = _Parser(prog="canrun", description="Will this Hugging Face model load in mlx-lm?")
+    _common_options(parser, None)
+    parser.set_defaults(verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    check = sub.add_parser("check", parents=[common], help="verdict for one or more repos")
+    check = sub.add_parser("check", parents=[common], help="verdict for one or more repos", epilog=CHECK_EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("repos", nargs="*", metavar="REPO", help="org/name or a huggingface.co model URL")
     check.add_argument("--revision", help="branch, tag or commit (default: the repo's default branch)")
     check.add_argument("--json", action="store_true", help="one JSON object per repo per line")
@@ -103,16 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already explained on stderr
         return int(e.code or 0)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args.verbose:
-        logging.getLogger("canrun").setLevel(logging.DEBUG)
     if args.command == "trial-worker":  # needs no configuration: the bot passes everything it needs
         from bot.services import trial_worker
 
         return trial_worker.main(args)
+    with cli_logging(args.verbose):
+        try:
+            return _run(args)
+        except BrokenPipeError:
+            return _stdout_closed()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -131,11 +153,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bot(config)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as e:  # noqa: BLE001 - a user sees a sentence, the details go to the log (-v)
-        logging.getLogger("canrun").debug("unexpected error", exc_info=True)
+        log.debug("unexpected error", exc_info=True)
         print(f"canrun: {type(e).__name__}: {e} (run with -v for details)", file=sys.stderr)
         return EXIT_UNCHECKED
     raise AssertionError(args.command)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`canrun check A B | head -1`): stop quietly. As the Python docs advise,
+    stdout is pointed at devnull, so that the interpreter's last flush at exit does not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_UNCHECKED
 
 
 async def open_store(config: Config):
@@ -176,11 +208,12 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
         try:
             refs.append(parse_repo(text, args.revision))
         except RepoIdError as e:
-            print(f"canrun: {text!r}: {e}", file=sys.stderr)
+            print(f"canrun: {echo(text)}: {e}", file=sys.stderr)
             bad = True
     if bad:
         return EXIT_USAGE
 
+    from bot.render.check_result import unchecked_json
     from bot.render.text import render_verdict
     from bot.services.capabilities import load_capability_table
     from bot.services.checker import make_checker
@@ -199,6 +232,8 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
                 verdict = await checker.check(ref, refresh=args.refresh)
             except HubUnavailable as e:
                 print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
+                if args.json:  # one object per repo, the failed ones included
+                    print(json.dumps(unchecked_json(ref, str(e))), flush=True)
                 code = EXIT_UNCHECKED
                 continue
             await checker.add_suggestions(verdict)

@@ -1,4 +1,4 @@
-"""`canrun trial REPO`: a real trial load in this terminal, for the Mac's owner. Progress on stderr, result on stdout.
+"""`canrun trial REPO`: a real trial load in this terminal, for the machine's owner. Progress on stderr, result on stdout.
 
 Exit codes: 0 the model loaded and generated text; 1 no trial (refused, or Hugging Face unreachable) or the trial
 failed or timed out; 2 malformed input or configuration; 128 + the signal when interrupted (130 for Ctrl-C).
@@ -17,14 +17,15 @@ from typing import Callable, Iterator
 
 from bot.cli import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE, open_store
 from bot.config import Config
-from bot.core.repo_id import RepoIdError, parse_repo
+from bot.core.repo_id import RepoIdError, echo, parse_repo
 from bot.render.progress import ProgressPrinter
-from bot.render.trial_result import refusal_json, render_trial, trial_json
+from bot.render.trial_result import REFUSED, UNCHECKED, not_run_json, render_trial, trial_json
 from bot.render.units import human_bytes
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import make_checker
+from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
-from bot.services.local_trial import LocalTrial, running_bot_trials
+from bot.services.local_trial import LocalTrial
 from bot.services.trial_runner import CANCELLED, SUCCEEDED
 
 
@@ -33,7 +34,7 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
     try:
         ref = parse_repo(args.repo, args.revision)
     except RepoIdError as e:
-        print(f"canrun: {args.repo!r}: {e}", file=sys.stderr)
+        print(f"canrun: {echo(args.repo)}: {e}", file=sys.stderr)
         return EXIT_USAGE
     max_tokens = args.max_tokens or cfg.default_max_tokens
     if max_tokens > cfg.max_tokens_limit:
@@ -41,6 +42,10 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     prompt = cfg.default_prompt if args.prompt is None else args.prompt
+    if not prompt.strip():  # the model would get nothing to continue and "fail while generating"
+        print("canrun: --prompt is empty: give some text to generate from, or leave --prompt out for "
+              "[trials] default_prompt", file=sys.stderr)
+        return EXIT_USAGE
 
     store = await open_store(config)
     checker = None
@@ -50,24 +55,29 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
             verdict = await checker.check(ref)
         except HubUnavailable as e:
             print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(not_run_json(ref.repo_id, ref.revision, None, UNCHECKED, str(e))), flush=True)
             return EXIT_UNCHECKED
         await store.record_verdict(verdict.to_json(), source="cli")  # as `canrun check` does
         local = LocalTrial(config, checker.host)
         if reason := local.refusal(verdict):
             print(f"canrun: no trial for {ref}: {reason.rstrip('.')}.", file=sys.stderr)
             if args.json:
-                print(json.dumps(refusal_json(ref.repo_id, ref.revision, verdict.verdict, reason)), flush=True)
+                print(json.dumps(not_run_json(ref.repo_id, ref.revision, verdict.verdict, REFUSED, reason)),
+                      flush=True)
             return EXIT_UNCHECKED
-        for trial_id, repo_id in await running_bot_trials(store):
-            print(f"canrun: note: the bot is running trial #{trial_id} ({repo_id}); both share this Mac's memory",
-                  file=sys.stderr)
         print(f"canrun: {ref}: verdict loads, weights {human_bytes(verdict.weights_bytes)}; trial starting "
               "(Ctrl-C stops it)", file=sys.stderr)
+
+        def waiting(holder: str) -> None:
+            print(f"canrun: another trial is running on {machine_name()} ({holder}); waiting for it to end, "
+                  "as one trial at a time runs here (Ctrl-C gives up)", file=sys.stderr, flush=True)
+
         progress = ProgressPrinter(sys.stderr, max_tokens=max_tokens)
         with _cancel_on_signals(local.cancel) as caught:
             try:
                 outcome = await local.run(ref.repo_id, ref.revision, prompt, max_tokens, verdict.weights_bytes or 0,
-                                          progress)
+                                          progress, on_wait=waiting)
             finally:
                 progress.finish()
     finally:

@@ -27,8 +27,7 @@ def progress_line(p: TrialProgress, width: int, max_tokens: int | None = None) -
             return _fit(f"downloading {amounts}", room)
         return _fit(f"downloading {bar(p.bytes_done, p.bytes_total, bar_width)} {amounts}", room)
     if p.phase == "load":
-        downloaded = f" (downloaded {human_bytes(p.bytes_total)})" if p.bytes_total else ""
-        return _fit("loading…" + downloaded, room)
+        return _fit("loading…" + (f" ({fetched(p)})" if p.bytes_total else ""), room)
     if p.phase == "generate":
         if not p.tokens:
             what = "generating…"
@@ -44,10 +43,20 @@ def phase_line(p: TrialProgress) -> str:
     """The plain line printed when a phase starts (not a TTY: logs and pipes get no redraws), with what the
     previous phase achieved."""
     if p.phase == "load" and p.bytes_total:
-        return f"downloaded {human_bytes(p.bytes_total)}; loading…"
+        return f"{fetched(p)}; loading…"
     if p.phase == "generate" and p.load_seconds is not None:
         return f"loaded in {seconds(p.load_seconds)}; generating…"
     return f"{PHASE_WORDS.get(p.phase, p.phase)}…"
+
+
+def fetched(p: TrialProgress) -> str:
+    """What the download phase did: a model kept from an earlier trial was not downloaded again."""
+    new = max(0, p.bytes_done - p.bytes_present)
+    if p.bytes_present and not new:
+        return f"already on disk ({human_bytes(p.bytes_present)})"
+    if p.bytes_present:
+        return f"downloaded {human_bytes(new)} ({human_bytes(p.bytes_present)} were already on disk)"
+    return f"downloaded {human_bytes(p.bytes_total)}"
 
 
 def seconds(value: float) -> str:

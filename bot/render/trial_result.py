@@ -9,7 +9,9 @@ from bot.render.progress import PHASE_WORDS
 from bot.render.units import human_bytes
 from bot.services.trial_runner import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
 
-REFUSED = "refused"  # not a TrialOutcome status: the trial never started
+# Not TrialOutcome statuses: the trial never started, refused by the verdict or the limits, or no verdict came.
+REFUSED, UNCHECKED = "refused", "unchecked"
+CHECK_PHASE = "check"  # the phase such a trial ended in: the checks before any worker
 
 
 def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
@@ -37,8 +39,10 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
         lines.append("  " + " · ".join(n for n in numbers if n))
     if "device" in r:
         machine = f"{r['device']} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
-        if r.get("download_bytes") is not None:
+        if r.get("download_bytes"):
             machine += f" · downloaded {human_bytes(r['download_bytes'])}"
+        elif r.get("present_bytes"):  # kept from an earlier trial ([trials] keep_after_trial)
+            machine += " · already on disk, nothing downloaded"
         lines.append("  " + terminal_safe(machine))
     if outcome.status == SUCCEEDED:
         lines.append("  prompt: " + terminal_safe(prompt).replace("\n", " "))
@@ -56,8 +60,11 @@ def trial_json(repo: str, revision: str | None, verdict: str, outcome: TrialOutc
     }
 
 
-def refusal_json(repo: str, revision: str | None, verdict: str, reason: str) -> dict[str, Any]:
-    return {"repo": repo, "revision": revision, "verdict": verdict, "status": REFUSED, "reason": reason}
+def not_run_json(repo: str, revision: str | None, verdict: str | None, status: str, error: str) -> dict[str, Any]:
+    """A trial that never started: REFUSED (`verdict` says why, or the limits did) or UNCHECKED (no verdict).
+    `reason` is the older name of `error`, kept for scripts that read it."""
+    return {"repo": repo, "revision": revision, "verdict": verdict, "status": status, "phase": CHECK_PHASE,
+            "error": error, "reason": error}
 
 
 def terminal_safe(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The trial queue: persisted in SQLite, one trial at a time per host.
+"""The trial queue: persisted in SQLite, one trial at a time per host (the host's trial slot, shared with
+`canrun trial`: while one runs in a terminal, queued trials wait).
 
 Durable by design: a queued trial survives a restart (unless it waited longer than the TTL, then it
 expires instead of surprising people hours later), and a trial that was running when the bot died is
@@ -19,6 +20,7 @@ from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
 from bot.services.trial_runner import TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
+from bot.services.trial_slot import trial_slot
 
 log = logging.getLogger(__name__)
 DEFAULT_ETA_SECONDS = 180.0  # before any trial has finished, a guess for one trial's length
@@ -270,18 +272,34 @@ class TrialQueue:
 
     async def _run_forever(self) -> None:
         while True:
-            trial = await self._claim_next()
-            if trial is None:
-                self._wakeup.clear()
+            self._wakeup.clear()  # before looking: an enqueue from now on wakes the wait below
+            if not await self._anything_queued():
                 await self._wakeup.wait()
                 continue
-            try:
-                await self._run(trial)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one broken trial must not stop the queue
-                log.exception("trial #%s crashed the queue's run", trial.id)
-                await self._finish(trial.id, "failed", trial.phase, "canrun itself failed running this trial", {}, None)
+            # The slot first, then the claim: a trial waiting for the host stays queued, and says so.
+            async with trial_slot(self.settings.cache_dir, "the Discord bot's trial queue",
+                                  on_wait=self._waiting_for_host) as slot:
+                trial = await self._claim_next()
+                if trial is None:
+                    continue
+                slot.describe(f"the Discord bot's trial #{trial.id} of {trial.repo_id}")
+                await self._run_guarded(trial)
+
+    def _waiting_for_host(self, holder: str) -> None:
+        log.info("trials wait: another trial runs on this host (%s)", holder)
+
+    async def _anything_queued(self) -> bool:
+        async with self.store.conn.execute("SELECT 1 FROM trials WHERE status = 'queued' LIMIT 1") as cur:
+            return await cur.fetchone() is not None
+
+    async def _run_guarded(self, trial: Trial) -> None:
+        try:
+            await self._run(trial)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one broken trial must not stop the queue
+            log.exception("trial #%s crashed the queue's run", trial.id)
+            await self._finish(trial.id, "failed", trial.phase, "canrun itself failed running this trial", {}, None)
 
     async def _claim_next(self) -> Trial | None:
         async with self.store.transaction() as db:

@@ -28,7 +28,24 @@ HUNG = "hung"  # not a status: the worker closed its output but did not exit, so
 STDERR_TAIL_CHARS = 800
 EXIT_GRACE_SECONDS = 10.0  # a worker that closed its stdout gets this long to exit by itself before it is killed
 LINE_LIMIT_BYTES = 16 << 20  # the result line carries the generated text
-WORKER_SECRETS = ("HF_TOKEN", "DISCORD_TOKEN", "GITHUB_TOKEN")  # the worker gets HF_TOKEN only from the spec
+# The worker runs a stranger's model: it gets the environment it needs and no other (an allowlist, so that a
+# secret canrun has never heard of, e.g. MY_API_KEY or AWS_SECRET_ACCESS_KEY, stays out). HF_TOKEN comes from the
+# spec, never from here.
+WORKER_ENV_NAMES = {
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP", "TZ", "LANG", "LANGUAGE", "TERM",
+    "VIRTUAL_ENV", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH", "OMP_NUM_THREADS",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",  # a company's own certificates
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "HF_HOME", "HF_HUB_CACHE", "HF_HUB_DISABLE_XET", "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_ETAG_TIMEOUT",
+    "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_DISABLE_IMPLICIT_TOKEN", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_XET_CACHE",
+    "HF_XET_HIGH_PERFORMANCE",
+}
+WORKER_ENV_PREFIXES = (
+    "LC_",  # locale
+    "PYTHON",  # PYTHONHOME, PYTHONUTF8...; PYTHONPATH is set below
+    "MLX_", "METAL_", "MTL_",  # MLX and Apple's Metal (device selection, debugging, cache limits)
+    "CUDA_", "NVIDIA_",  # MLX's CUDA backend on Linux
+)
 PROJECT_ROOT = Path(bot.__file__).resolve().parent.parent
 
 
@@ -59,6 +76,7 @@ class TrialProgress:
     phase: str
     bytes_done: int = 0
     bytes_total: int = 0
+    bytes_present: int = 0  # of bytes_done, those on disk before the trial (nothing to fetch for them)
     tokens: int = 0
     load_seconds: float | None = None
 
@@ -100,7 +118,8 @@ class _Reports:
         elif self.progress is None:
             return None  # the worker always names its phase first
         elif kind == "download":
-            self.progress = replace(self.progress, bytes_done=int(event["bytes"]), bytes_total=int(event["total"]))
+            self.progress = replace(self.progress, bytes_done=int(event["bytes"]), bytes_total=int(event["total"]),
+                                    bytes_present=int(event.get("present", 0)))
         elif kind == "loaded":
             self.progress = replace(self.progress, load_seconds=float(event["seconds"]))
         elif kind == "generate":
@@ -231,7 +250,8 @@ def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
 
 
 def _worker_env(spec: TrialSpec) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in WORKER_SECRETS}
+    env = {key: value for key, value in os.environ.items()
+           if key in WORKER_ENV_NAMES or key.startswith(WORKER_ENV_PREFIXES)}
     if spec.hf_token:
         env["HF_TOKEN"] = spec.hf_token
     env.update(

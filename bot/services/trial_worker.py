@@ -8,14 +8,16 @@ with an empty stdin and never `trust_remote_code`, and generates as `mlx_lm.gene
 Protocol: one JSON object per line on stdout, flushed at once, in this order:
 
     {"event": "phase", "phase": "download"}
-    {"event": "download", "bytes": N, "total": T}    # about twice a second while the bytes grow, then once at the end
+    {"event": "download", "bytes": N, "total": T, "present": P}  # about twice a second while the bytes grow, then
+                                                     # once at the end; P: bytes already on disk at the start
     {"event": "phase", "phase": "load"}
     {"event": "loaded", "seconds": S}
     {"event": "phase", "phase": "generate"}
     {"event": "generate", "tokens": N}               # at most about twice a second
     {"event": "result", "ok": true, "load_seconds": ..., "prompt_tokens": ..., "prompt_tps": ...,
      "generation_tokens": ..., "generation_tps": ..., "peak_memory_bytes": ..., "device": ...,
-     "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ...}
+     "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ..., "present_bytes": ...}
+    (download_bytes: fetched by this trial; present_bytes: already on disk, e.g. kept by keep_after_trial)
 
 or, instead of the rest once something fails, {"event": "error", "phase": ..., "message": ..., "type": ...}
 (exit code 1). Whatever else mlx, transformers or the hub print goes to stderr.
@@ -72,13 +74,15 @@ def main(args: argparse.Namespace) -> int:
     reporter, printed = _take_stdout()
     try:
         reporter.enter("download")
-        local_path, download_bytes = download(args.repo, args.revision, Path(args.cache_dir), args.endpoint, reporter)
+        local_path, download_bytes, present_bytes = download(args.repo, args.revision, Path(args.cache_dir),
+                                                             args.endpoint, reporter)
         reporter.enter("load")
         model, tokenizer, load_seconds = load(local_path)
         reporter.send("loaded", seconds=load_seconds)
         reporter.enter("generate")
         generation = generate(model, tokenizer, args.prompt, args.max_tokens, reporter)
-        result = {"ok": True, "load_seconds": load_seconds, **generation, **_machine(), "download_bytes": download_bytes}
+        result = {"ok": True, "load_seconds": load_seconds, **generation, **_machine(),
+                  "download_bytes": download_bytes, "present_bytes": present_bytes}
     except (Exception, SystemExit) as e:  # SystemExit: some mlx_lm.models modules exit when a dependency is missing
         reporter.send("error", phase=reporter.phase, message=_message(e, printed), type=type(e).__name__)
         return 1
@@ -145,6 +149,7 @@ class DownloadMeter:
         self.blobs_dir = blobs_dir
         self.files = files
         self.total = sum(f.size for f in files)
+        self.present = self.bytes_done()  # on disk before the download: a kept or half-downloaded model
 
     def bytes_done(self) -> int:
         return sum(min(f.size, self._on_disk(f.blob)) for f in self.files)
@@ -162,7 +167,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str, reporter: Reporter) -> tuple[Path, int]:
+def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
+             reporter: Reporter) -> tuple[Path, int, int]:
+    """The snapshot's folder, the bytes fetched now and the bytes that were already on disk."""
     disable_progress_bars()  # the download events replace them
     token = os.environ.get("HF_TOKEN") or False  # False: never a token stored on this machine
     info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True)
@@ -178,8 +185,8 @@ def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
             repo_id, revision=info.sha, allow_patterns=patterns, cache_dir=cache_dir, endpoint=endpoint, token=token,
         )
     done = meter.bytes_done()
-    reporter.send("download", bytes=done, total=meter.total)
-    return Path(path), done
+    reporter.send("download", bytes=done, total=meter.total, present=meter.present)
+    return Path(path), max(0, done - meter.present), meter.present
 
 
 @contextmanager
@@ -191,7 +198,7 @@ def _reporting(meter: DownloadMeter, reporter: Reporter) -> Iterator[None]:
         while True:
             done = meter.bytes_done()
             if done != last:
-                reporter.send("download", bytes=done, total=meter.total)
+                reporter.send("download", bytes=done, total=meter.total, present=meter.present)
                 last = done
             if stop.wait(PROGRESS_INTERVAL_SECONDS):
                 return

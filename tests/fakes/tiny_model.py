@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import string
 import struct
 import tempfile
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
-from mlx_lm.models import llama
-from mlx_lm.utils import quantize_model
+from mlx_lm.utils import _get_classes, quantize_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 Files = dict[str, bytes]
@@ -79,16 +80,19 @@ def tiny_llama_files(
     seed: int = 0,
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16",
     quantize_bits: int | None = None,
+    shards: int = 1,
 ) -> Files:
-    """A random Llama; with `quantize_bits`, MLX-quantized (group size 64) as `mlx_lm.convert -q` writes it."""
+    """A random Llama; with `quantize_bits`, MLX-quantized (group size 64) as `mlx_lm.convert -q` writes it.
+    With `shards` > 1 the weights are split by layer into `model-0000i-of-0000n.safetensors` files with their
+    `model.safetensors.index.json` (at most one shard per layer)."""
     config = _llama_config(hidden_size, layers, heads, kv_heads, intermediate, vocab_size, dtype)
-    model = _random_llama(config, seed)
+    model = _random_model(config, seed)
     if quantize_bits is not None:
         # mlx_lm.convert's own quantizer, so the config keys and tensor names are the ones it writes.
         with contextlib.redirect_stdout(io.StringIO()):  # it prints the bits per weight
             model, config = quantize_model(model, config, group_size=None, bits=quantize_bits)
     weights = dict(tree_flatten(model.parameters()))
-    return _model_files(config, weights, {"format": "mlx"})
+    return _model_files(config, weights, {"format": "mlx"}, shards=shards)
 
 
 def tiny_awq_files(
@@ -158,6 +162,99 @@ def tiny_bnb_files(*, seed: int = 0, **sizes: int) -> Files:
     return _packed_llama_files(config, seed, pack, {"format": "pt"})
 
 
+def tiny_compressed_tensors_files(*, group_size: int = 32, seed: int = 0, **sizes: int) -> Files:
+    """A random Llama in compressed-tensors' `pack-quantized` layout (llm-compressor's W4A16): per linear an
+    int32 `weight_packed` [out, in / 8], `weight_scale` [out, in / group_size] and `weight_shape`."""
+    config = _llama_config(**{**_TINY_SIZES, **sizes}, dtype="float16")
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
+        "config_groups": {"group_0": {
+            "targets": ["Linear"],
+            "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": group_size},
+        }},
+        "ignore": ["lm_head"],
+    }
+
+    def pack(prefix: str, w: np.ndarray) -> dict[str, np.ndarray]:
+        q, _, scales = _quantize_4bit(w, group_size)
+        return {
+            f"{prefix}.weight_packed": _pack_rows(q.T, _GPTQ_ORDER),
+            f"{prefix}.weight_scale": scales.T,
+            f"{prefix}.weight_shape": np.array(w.shape, dtype=np.int64),
+        }
+
+    return _packed_llama_files(config, seed, pack, {"format": "pt"})
+
+
+def tiny_mixtral_files(*, experts: int = 4, seed: int = 0, **sizes: int) -> Files:
+    """A random Mixtral saved with Hugging Face's names, one tensor per expert
+    (`block_sparse_moe.experts.E.w1.weight`): mixtral's sanitize stacks them into mlx-lm's `switch_mlp`.
+    Float32, since MLX's CPU expert matmul (GatherMM) runs only in float32."""
+    config = {
+        **_llama_config(**{**_TINY_SIZES, **sizes}, dtype="float32"),
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "tie_word_embeddings": False,
+        "num_local_experts": experts, "num_experts_per_tok": 2,
+    }
+    weights = _unstack_experts(_random_weights(config, seed), "block_sparse_moe", _MIXTRAL_EXPERT_NAMES)
+    return _model_files(config, weights, {"format": "pt"})
+
+
+def tiny_deepseek_v3_fp8_files(*, seed: int = 0) -> Files:
+    """A random DeepSeek-V3 (MLA attention, one dense layer, then routed and shared experts) as DeepSeek
+    publishes it: per-expert tensors, one `kv_b_proj`, and block-wise FP8 linears (see `_fp8_files`).
+    deepseek_v3's sanitize dequantizes (to bfloat16: it loads, but its experts do not run on MLX's CPU),
+    splits and stacks them."""
+    config = {
+        **_llama_config(**_TINY_SIZES, dtype="bfloat16"),
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "tie_word_embeddings": False,
+        "num_key_value_heads": _TINY_SIZES["heads"], "moe_intermediate_size": 32, "first_k_dense_replace": 1,
+        "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
+        "q_lora_rank": 48, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 16, "v_head_dim": 16,
+    }
+    weights = _merged_kv_b_proj(_unstack_experts(_random_weights(config, seed), "mlp", {}))
+    return _fp8_files(config, weights)
+
+
+def tiny_llama_fp8_files(*, seed: int = 0, **sizes: int) -> Files:
+    """A random Llama in DeepSeek's block-wise FP8 layout (see `_fp8_files`), which llama's sanitize does not
+    dequantize."""
+    config = _llama_config(**{**_TINY_SIZES, **sizes}, dtype="bfloat16")
+    return _fp8_files(config, _random_weights(config, seed))
+
+
+def with_config(files: Files, **changes: Any) -> Files:
+    """`files` with keys of config.json added or replaced."""
+    return {**files, "config.json": _json({**json.loads(files["config.json"]), **changes})}
+
+
+def without_tensor(files: Files, name: str) -> Files:
+    """`files` with one tensor left out of model.safetensors; the config still asks for it."""
+    weights, metadata = _weights_of(files)
+    del weights[name]
+    return {**files, "model.safetensors": _safetensors(weights, metadata)}
+
+
+def with_tensor_shape(files: Files, name: str, shape: tuple[int, ...]) -> Files:
+    """`files` with one tensor of model.safetensors given another shape (zeros of its dtype)."""
+    weights, metadata = _weights_of(files)
+    weights[name] = mx.zeros(shape, dtype=weights[name].dtype)
+    return {**files, "model.safetensors": _safetensors(weights, metadata)}
+
+
+def code_only_tokenizer(files: Files) -> Files:
+    """`files` whose tokenizer exists only as the repo's Python code: `auto_map` in tokenizer_config.json,
+    a `tokenization_tiny.py` and a vocabulary, no tokenizer.json. The code raises if anything runs it."""
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    tokenizer_config.update(
+        tokenizer_class="TinyTokenizer", auto_map={"AutoTokenizer": ["tokenization_tiny.TinyTokenizer", None]}
+    )
+    out = {name: data for name, data in files.items() if name != "tokenizer.json"}
+    out["tokenizer_config.json"] = _json(tokenizer_config)
+    out["vocab.json"] = _json(json.loads(files["tokenizer.json"])["model"]["vocab"])
+    out["tokenization_tiny.py"] = b'raise RuntimeError("a repo\'s tokenizer code was run")\n'
+    return out
+
+
 def write_model(dest: Path, files: Files) -> Path:
     """Write `files` under `dest` (created if needed) and return `dest`."""
     for name, data in files.items():
@@ -193,6 +290,11 @@ _TINY_SIZES = dict(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=1
 # [0, 4, 1, 5, 2, 6, 3, 7].
 _AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 _GPTQ_ORDER = list(range(8))
+
+# Hugging Face's names of Mixtral's expert linears, by mlx-lm's.
+_MIXTRAL_EXPERT_NAMES = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
+FP8_BLOCK = 128  # DeepSeek's weight_block_size
+FP8_E4M3_MAX = 448.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -253,11 +355,75 @@ def _llama_config(
     }
 
 
-def _random_llama(config: dict[str, Any], seed: int) -> llama.Model:
+def _random_model(config: dict[str, Any], seed: int) -> nn.Module:
+    """The installed mlx-lm's model for `config["model_type"]`, with random weights of the config's dtype."""
     mx.random.seed(seed)  # mlx initialises layers from its global generator
-    model = llama.Model(llama.ModelArgs.from_dict(config))
+    model_class, args_class = _get_classes(config=config)
+    model = model_class(args_class.from_dict(config))
     model.set_dtype(getattr(mx, config["torch_dtype"]))
     return model
+
+
+def _random_weights(config: dict[str, Any], seed: int) -> dict[str, mx.array]:
+    """mlx-lm's parameter names and shapes for `config` (after its sanitize), with random values."""
+    return dict(tree_flatten(_random_model(config, seed).parameters()))
+
+
+def _unstack_experts(weights: dict[str, mx.array], parent: str, names: dict[str, str]) -> dict[str, mx.array]:
+    """Undo the stacking a MoE sanitize does: `{parent}.switch_mlp.P.weight` [E, ...] becomes E tensors
+    `{parent}.experts.e.N.weight`, N being `names.get(P, P)`."""
+    out = {}
+    for key, w in weights.items():
+        head, found, tail = key.partition(f".{parent}.switch_mlp.")
+        if not found:
+            out[key] = w
+            continue
+        projection, _, kind = tail.partition(".")
+        for e in range(w.shape[0]):
+            out[f"{head}.{parent}.experts.{e}.{names.get(projection, projection)}.{kind}"] = w[e]
+    return out
+
+
+def _merged_kv_b_proj(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Undo deepseek's split of MLA's `kv_b_proj` [heads * (nope + v), kv_lora_rank] into the per-head
+    `embed_q` [heads, kv_lora_rank, nope] and `unembed_out` [heads, v, kv_lora_rank]."""
+    out = {}
+    for key, w in weights.items():
+        if key.endswith(".embed_q.weight"):
+            prefix = key.removesuffix(".embed_q.weight")
+            per_head = mx.concatenate([w.swapaxes(-1, -2), weights[f"{prefix}.unembed_out.weight"]], axis=1)
+            out[f"{prefix}.kv_b_proj.weight"] = per_head.reshape(-1, per_head.shape[-1])
+        elif not key.endswith(".unembed_out.weight"):
+            out[key] = w
+    return out
+
+
+def _fp8_files(config: dict[str, Any], weights: dict[str, mx.array]) -> Files:
+    """A checkpoint in DeepSeek's FP8 layout: each 2-D linear of the decoder layers stored as F8_E4M3 codes
+    with an F32 `weight_scale_inv` per 128x128 block (weight = code * scale_inv); the rest stays as it is."""
+    config = {**config, "quantization_config": {
+        "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [FP8_BLOCK] * 2,
+    }}
+    out, fp8_names = {}, []
+    for name, w in weights.items():
+        if ".layers." in name and name.endswith("_proj.weight") and w.ndim == 2:
+            out[name], out[f"{name}_scale_inv"] = _fp8_blocks(w)
+            fp8_names.append(name)
+        else:
+            out[name] = w
+    return _model_files(config, out, {"format": "pt"}, dtypes=dict.fromkeys(fp8_names, "F8_E4M3"))
+
+
+def _fp8_blocks(w: mx.array) -> tuple[mx.array, mx.array]:
+    """FP8 E4M3 codes of `w` [m, n] (as uint8: MLX has no fp8 dtype) and the float32 scale of each
+    128x128 block [ceil(m / 128), ceil(n / 128)]."""
+    m, n = w.shape
+    padded = mx.pad(w.astype(mx.float32), ((0, -m % FP8_BLOCK), (0, -n % FP8_BLOCK)))
+    rows, cols = padded.shape[0] // FP8_BLOCK, padded.shape[1] // FP8_BLOCK
+    blocks = padded.reshape(rows, FP8_BLOCK, cols, FP8_BLOCK)
+    scales = mx.maximum(mx.abs(blocks).max(axis=(1, 3)), 1e-12) / FP8_E4M3_MAX
+    codes = (blocks / scales[:, None, :, None]).reshape(padded.shape)[:m, :n]
+    return mx.to_fp8(codes), scales
 
 
 def _packed_llama_files(
@@ -265,7 +431,7 @@ def _packed_llama_files(
 ) -> Files:
     """A random Llama with each decoder linear replaced by the tensors of `pack(prefix, weight[out, in])`;
     the embeddings and norms stay float, as quantizers leave them."""
-    model = _random_llama(config, seed)
+    model = _random_model(config, seed)
     weights: dict[str, Any] = {}
     for name, w in tree_flatten(model.parameters()):
         if ".layers." in name and name.endswith("_proj.weight"):
@@ -296,19 +462,63 @@ def _pack_rows(values: np.ndarray, order: list[int]) -> np.ndarray:
     return words.view(np.int32)
 
 
-def _model_files(config: dict[str, Any], weights: dict[str, mx.array], metadata: dict[str, str]) -> Files:
+def _model_files(
+    config: dict[str, Any], weights: dict[str, mx.array], metadata: dict[str, str], *, shards: int = 1,
+    dtypes: dict[str, str] | None = None,
+) -> Files:
+    """Tokenizer, config and weights; `dtypes` names the safetensors dtype of tensors MLX cannot hold (fp8)."""
     files = _tokenizer_files(config["vocab_size"])
     files["config.json"] = _json(config)
-    files["model.safetensors"] = _safetensors(weights, metadata)
+    if shards == 1:
+        files["model.safetensors"] = _safetensors(weights, metadata, dtypes)
+        return files
+    names = [f"model-{i + 1:05d}-of-{shards:05d}.safetensors" for i in range(shards)]
+    weight_map = {key: names[_shard_of(key, shards)] for key in weights}
+    for name in names:
+        part = {key: w for key, w in weights.items() if weight_map[key] == name}
+        if not any(".layers." in key for key in part):
+            raise ValueError(f"{shards} shards for fewer layers")
+        files[name] = _safetensors(part, metadata, dtypes)
+    index = {"metadata": {"total_size": sum(w.nbytes for w in weights.values())}, "weight_map": weight_map}
+    files["model.safetensors.index.json"] = _json(index)
     return files
 
 
-def _safetensors(weights: dict[str, mx.array], metadata: dict[str, str]) -> bytes:
+def _shard_of(key: str, shards: int) -> int:
+    """Layer i goes to shard i mod `shards`; what belongs to no layer (embeddings, final norm) to the first."""
+    layer = re.search(r"\.layers\.(\d+)\.", key)
+    return int(layer.group(1)) % shards if layer else 0
+
+
+def _safetensors(weights: dict[str, mx.array], metadata: dict[str, str], dtypes: dict[str, str] | None = None) -> bytes:
     # mlx's own writer (the one mlx_lm.convert uses), through a file since it only writes paths.
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
         mx.save_safetensors(str(path), weights, metadata=metadata)
-        return path.read_bytes()
+        data = path.read_bytes()
+    return _retyped(data, dtypes) if dtypes else data
+
+
+def _retyped(data: bytes, dtypes: dict[str, str]) -> bytes:
+    """A safetensors file with the header's dtype of some tensors replaced (same element size: U8 -> F8_E4M3)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    for name, dtype in dtypes.items():
+        if name in header:
+            header[name]["dtype"] = dtype
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # tensor data starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw + data[8 + length :]
+
+
+def _weights_of(files: Files) -> tuple[dict[str, mx.array], dict[str, str]]:
+    """The tensors and metadata of model.safetensors."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        path.write_bytes(files["model.safetensors"])
+        weights, metadata = mx.load(str(path), return_metadata=True)
+        mx.eval(weights)  # read before the file goes
+        return weights, metadata
 
 
 def _safetensors_header(data: bytes) -> dict[str, Any]:

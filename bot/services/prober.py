@@ -88,6 +88,12 @@ class Prober:
             except ProberError:
                 self._stop()
                 raise
+            # A fast answer may come before any look at the child's memory: check what it reached now.
+            peak = max(resident_bytes(self._proc.pid), int(msg.get("max_rss_bytes") or 0))
+            self.peak_rss_bytes = max(self.peak_rss_bytes, peak)
+            if peak > self.settings.memory_ceiling_bytes:
+                self._stop()
+                raise ProberError(self._over_ceiling(peak))
             self._served += 1
             if self._served >= self.settings.max_requests:
                 self._stop()
@@ -167,10 +173,11 @@ class Prober:
                     rss = resident_bytes(proc.pid)
                     self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
                     if rss > self.settings.memory_ceiling_bytes:
-                        raise ProberError(
-                            f"the dry load went past its memory ceiling ({rss / 1e9:.1f} GB > "
-                            f"{self.settings.memory_ceiling_bytes / 1e9:.1f} GB)"
-                        )
+                        raise ProberError(self._over_ceiling(rss))
+
+    def _over_ceiling(self, rss: int) -> str:
+        return (f"the dry load went past its memory ceiling ({rss / 1e9:.2f} GB > "
+                f"{self.settings.memory_ceiling_bytes / 1e9:.2f} GB)")
 
     def _stderr_text(self) -> str:
         return b"".join(self._stderr_tail).decode("utf-8", "replace").strip()[-500:]

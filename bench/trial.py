@@ -14,8 +14,16 @@ Meanwhile a ticker in this event loop sleeps TICK_MS at a time and records how l
 trial runs, while plain mlx-lm runs in a child (the same CPU contention, without canrun), and on an idle loop
 (IDLE_SECONDS before each pair of runs, so that all three see the machine in the same state).
 
-Run: `python bench/trial.py` (or `make bench`). The last line is one JSON object with the keys:
+Noise control: each side gets one untimed warm-up run first (page cache, GPU clocks, kernel caches on disk);
+both children get the same environment (the worker's allowlisted one, plus HF_HUB_OFFLINE=1 for plain, which
+reads a local folder) with USE_TORCH set alike (`--use-torch`); runs alternate between the sides.
+
+Run: `python bench/trial.py` (or `make bench`); options: `--params 100M|1B|3B` (default 100M), `--reps N`
+(runs per side, default 6), `--max-tokens N` (default 64), `--use-torch 0|1|unset` (default 0: transformers
+does not import torch in either child). The last line is one JSON object with the keys:
   params, weights_bytes, reps, max_tokens, prompt_tokens        scenario (prompt_tokens after the template)
+  device, use_torch                                             where it ran (mlx's device name), USE_TORCH
+  {plain,trial}_{generation_tps,prompt_tps,load}_spread         noise of each side alone
   download_s, download_bytes                                    the warm-up trial's download phase
   trial_cached_download_s                                       median download phase of the timed trials, files
                                                                   cached: one model_info request, and importing
@@ -37,6 +45,7 @@ Run: `python bench/trial.py` (or `make bench`). The last line is one JSON object
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -53,14 +62,20 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
 
-from bot.services.trial_runner import TrialLimits, TrialProgress, TrialSpec, start_trial  # noqa: E402
+from bot.services.trial_runner import TrialLimits, TrialProgress, TrialSpec, _worker_env, start_trial  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
 from tests.fakes.tiny_model import LLAMA_100M, params_of, tiny_llama_files  # noqa: E402
 
-REPO_ID = "bench/llama-100m"
+REPO_ID = "bench/llama"
 # 6 runs a side: on a shared 2-core machine one run can be 30 % off and the median of 3 still 15 %. 64 new
 # tokens keep each bf16 run on the CPU near 11 s (about 7 s of decoding), the whole benchmark under 3 minutes.
 REPS, MAX_TOKENS, TICK_MS, IDLE_SECONDS = 6, 64, 10.0, 1.0
+# Llama shapes by size (tied embeddings, 32k vocabulary): about 100M, 1.04B and 2.92B parameters.
+SIZES = {
+    "100M": LLAMA_100M,
+    "1B": dict(hidden_size=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab_size=32000),
+    "3B": dict(hidden_size=3072, layers=28, heads=24, kv_heads=8, intermediate=8192, vocab_size=32000),
+}
 TARGET = 0.05  # trial within 5 % of plain mlx-lm
 RESPONSIVE_MS = 50.0  # p99 lateness a Discord user cannot notice (an interaction has 3 s to be acknowledged)
 PROMPT = ("the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs. "
@@ -127,9 +142,9 @@ async def with_ticker(coro):
 # ---- the two sides --------------------------------------------------------------------------------
 
 
-async def run_plain(model_dir: Path) -> tuple[dict, float]:
+async def run_plain(model_dir: Path, env: dict[str, str]) -> tuple[dict, float]:
     """One plain mlx-lm run in a fresh child: its figures and its lifetime (s)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing to fetch
+    env = {**env, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing to fetch
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PLAIN_SCRIPT, str(model_dir), PROMPT, str(MAX_TOKENS), env=env,
@@ -198,6 +213,8 @@ def compare(plain: Side, trial: Side) -> dict:
             r[f"{side.name}_{key}"] = round(statistics.median(side.values(result_field)) * scale, 4)
         r[f"{side.name}_wall_s"] = round(statistics.median(side.walls), 3)
         r[f"{side.name}_generation_tokens"] = side.results[0]["generation_tokens"]
+        for name, result_field, *_ in METRICS[:3]:
+            r[f"{side.name}_{name}_spread"] = round(spread(side.values(result_field)), 3)
         r |= lag_figures(side.name, side.lags)
     r["within_target"] = {}
     for name, result_field, key, higher_is_better, _ in METRICS:
@@ -210,13 +227,16 @@ def compare(plain: Side, trial: Side) -> dict:
     return r
 
 
-async def main() -> dict:
-    files = tiny_llama_files(**LLAMA_100M)  # built once (a few seconds), served to every trial
+async def main(size: str, use_torch: str) -> dict:
+    if use_torch != "unset":
+        os.environ["USE_TORCH"] = use_torch  # the trial worker inherits it through the allowlist below
+    files = tiny_llama_files(**SIZES[size])  # built once, served to every trial
     plain, trial, idle_lags, cached_downloads = Side("plain"), Side("trial"), [], []
     with FakeHub() as hub, tempfile.TemporaryDirectory(prefix="canrun-bench-trial-") as tmp:
         hub.add_repo(FakeRepo(REPO_ID, files))
         spec = TrialSpec(repo_id=REPO_ID, revision=None, prompt=PROMPT, max_tokens=MAX_TOKENS,
                          endpoint=hub.endpoint, cache_dir=Path(tmp))
+        child_env = _worker_env(spec)  # plain mlx-lm runs in the worker's very environment
 
         # Warm-up: downloads the model (timed here, from the runner's phase events) and warms the page cache
         # that both sides then read the weights from.
@@ -224,13 +244,14 @@ async def main() -> dict:
         download_s = phases["load"] - phases["download"]
         (model_dir,) = Path(tmp).glob("models--*/snapshots/*")  # the trial's files, loaded by plain mlx-lm too
         os.sync()  # the kernel's write-back of the 200 MB just downloaded would slow down the first runs
+        await run_plain(model_dir, child_env)  # plain's untimed warm-up (the trial's was the download above)
 
         for i in range(REPS):
             idle_lags += (await with_ticker(asyncio.sleep(IDLE_SECONDS)))[1]
             # Alternated plain, trial, trial, plain, ...: drift on a busy machine then hits both sides alike.
             for side in (plain, trial) if i % 2 == 0 else (trial, plain):
                 if side is plain:
-                    (result, wall), lags = await with_ticker(run_plain(model_dir))
+                    (result, wall), lags = await with_ticker(run_plain(model_dir, child_env))
                 else:
                     (result, wall, phases), lags = await with_ticker(run_trial(spec))
                     cached_downloads.append(phases["load"] - phases["download"])  # nothing to fetch
@@ -240,6 +261,7 @@ async def main() -> dict:
         print(f"warning: plain mlx-lm saw {plain.results[0]['prompt_tokens']} prompt tokens, the trial "
               f"{warm['prompt_tokens']}: the comparison is off")
     r: dict = {"params": params_of(files), "weights_bytes": len(files["model.safetensors"]), "reps": REPS,
+               "device": warm.get("device", "?"), "use_torch": use_torch,
                "max_tokens": MAX_TOKENS, "prompt_tokens": warm["prompt_tokens"],
                "download_s": round(download_s, 3), "download_bytes": warm["download_bytes"],
                "trial_cached_download_s": round(statistics.median(cached_downloads), 3)}
@@ -251,8 +273,8 @@ async def main() -> dict:
 
 
 def report(r: dict) -> None:
-    print(f"trial benchmark: random Llama, {r['params'] / 1e6:.0f}M parameters, {r['weights_bytes'] / 2**20:.0f} MiB "
-          f"bf16; prompt {r['prompt_tokens']} tokens, {r['max_tokens']} new tokens, greedy; {r['reps']} alternated "
+    print(f"trial benchmark on {r['device']} (USE_TORCH={r['use_torch']}): random Llama, {r['params'] / 1e6:.0f}M "
+          f"parameters, {r['weights_bytes'] / 2**20:.0f} MiB bf16; prompt {r['prompt_tokens']} tokens, {r['max_tokens']} new tokens, greedy; {r['reps']} alternated "
           "runs per side, each in a fresh process")
     print(f"warm-up trial downloaded {r['download_bytes'] / 2**20:.0f} MiB from the fake hub in "
           f"{r['download_s']:.2f} s (not counted below); with the files cached that phase took "
@@ -277,6 +299,9 @@ def report(r: dict) -> None:
     print(f"  generated tokens: plain {r['plain_generation_tokens']}, trial {r['trial_generation_tokens']}")
     print("  best runs: the ratio of each side's best run; spread: (max - min) / median of one side's runs, the larger"
           " side's\n  (a ratio nearer 1 than the spread is within this machine's noise)")
+    print("  spread per side (plain / trial): " + ", ".join(
+        f"{name} {r[f'plain_{name}_spread']:.0%} / {r[f'trial_{name}_spread']:.0%}"
+        for name in ("generation_tps", "prompt_tps", "load")))
 
     print(f"\n  event loop: lateness of a {TICK_MS:.0f} ms sleep   {'p50':>9}{'p99':>9}{'max':>9}")
     for label, side in (("idle loop", "idle"), ("plain mlx-lm in a child", "plain"), ("trial running", "trial")):
@@ -289,4 +314,12 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    report(asyncio.run(main()))
+    parser = argparse.ArgumentParser(description="a trial against plain mlx-lm, side by side")
+    parser.add_argument("--params", choices=sorted(SIZES), default="100M")
+    parser.add_argument("--reps", type=int, default=REPS)
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
+    parser.add_argument("--use-torch", choices=["0", "1", "unset"], default="0")
+    options = parser.parse_args()
+    REPS, MAX_TOKENS = options.reps, options.max_tokens
+    REPO_ID = f"bench/llama-{options.params.lower()}"
+    report(asyncio.run(main(options.params, options.use_torch)))

@@ -27,7 +27,8 @@ def verdict_embed(v: Verdict, host: HostMemory, *, hub_url: str, cached_note: st
         ),
     )
     if v.model_type:
-        arch = f"{safe.code(v.model_type)} → {safe.code(f'mlx_lm.models.{v.module}', 140)}"
+        target = safe.code(f"mlx_lm.models.{v.module}", 140) if v.module else "no module in this mlx-lm"
+        arch = f"{safe.code(v.model_type)} → {target}"
         if v.remapped_by:
             arch += f"\nremapped by {safe.code(v.remapped_by)}"
         embed.add_field(name="Architecture", value=safe.clip(arch, safe.FIELD_VALUE), inline=True)

@@ -39,6 +39,7 @@ WORKER_ENV_NAMES = {
     "HF_HOME", "HF_HUB_CACHE", "HF_HUB_DISABLE_XET", "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_ETAG_TIMEOUT",
     "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_DISABLE_IMPLICIT_TOKEN", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_XET_CACHE",
     "HF_XET_HIGH_PERFORMANCE",
+    "USE_TORCH",  # whether transformers imports torch (the bench sets it alike for plain mlx-lm and the trial)
 }
 WORKER_ENV_PREFIXES = (
     "LC_",  # locale

@@ -109,12 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # the internal commands below stay out of the help
     worker = sub.add_parser("trial-worker")  # started by the bot for a trial load: bot/services/trial_runner.py
-    worker.add_argument("--repo", required=True)
+    # Either the job on the command line, or --wait: import mlx-lm first, then read the job as one JSON line
+    # on stdin (a worker started ahead, so a trial does not wait for the import).
+    worker.add_argument("--wait", action="store_true")
+    worker.add_argument("--repo")
     worker.add_argument("--revision")
-    worker.add_argument("--prompt", required=True)
-    worker.add_argument("--max-tokens", type=int, required=True)
-    worker.add_argument("--cache-dir", required=True)
-    worker.add_argument("--endpoint", required=True)
+    worker.add_argument("--prompt")
+    worker.add_argument("--max-tokens", type=int)
+    worker.add_argument("--cache-dir")
+    worker.add_argument("--endpoint")
     return parser
 
 

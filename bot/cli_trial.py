@@ -25,7 +25,7 @@ from bot.services.capabilities import load_capability_table
 from bot.services.checker import make_checker
 from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
-from bot.services.local_trial import LocalTrial
+from bot.services.local_trial import LocalTrial, start_spare
 from bot.services.trial_runner import CANCELLED, SUCCEEDED
 
 
@@ -47,6 +47,7 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
               "[trials] default_prompt", file=sys.stderr)
         return EXIT_USAGE
 
+    spare = await start_spare(config)  # imports mlx-lm while the verdict is checked
     store = await open_store(config)
     checker = None
     try:
@@ -59,7 +60,7 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
                 print(json.dumps(not_run_json(ref.repo_id, ref.revision, None, UNCHECKED, str(e))), flush=True)
             return EXIT_UNCHECKED
         await store.record_verdict(verdict.to_json(), source="cli")  # as `canrun check` does
-        local = LocalTrial(config, checker.host)
+        local = LocalTrial(config, checker.host, spare)
         if reason := local.refusal(verdict):
             print(f"canrun: no trial for {ref}: {reason.rstrip('.')}.", file=sys.stderr)
             if args.json:
@@ -81,6 +82,8 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
             finally:
                 progress.finish()
     finally:
+        if spare is not None:
+            await spare.close()  # not taken (refused, unchecked, interrupted): it never runs a job
         if checker is not None:
             await checker.close()
         await store.close()

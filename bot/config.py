@@ -78,6 +78,7 @@ class TrialsConfig:
     cache_dir: str = ".canrun/models"
     cache_budget_gb: float = 100.0
     keep_after_trial: bool = False
+    warm_worker: bool = True  # a worker process waits with mlx-lm imported, so a trial starts seconds sooner
     progress_interval_seconds: float = 1.0  # Discord edits at most this often
 
 

@@ -14,6 +14,7 @@ import pytest
 from bot.services.prober import Prober, ProberError, ProberSettings
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import code_only_tokenizer, tiny_llama_files, write_model
+from tests.processes import alive
 from tests.test_verdict_matches_load import canrun_check
 
 
@@ -33,14 +34,6 @@ def model(tmp_path) -> Path:
 
 def dry_load(prober: Prober, folder: Path) -> dict:
     return prober.request({"path": str(folder), "conversions": []})
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def environment(pid: int) -> dict[str, str]:

@@ -93,6 +93,7 @@ class CanrunBot(commands.Bot):
                 queued_ttl_seconds=cfg.queued_ttl_hours * 3600,
                 limits=trial_limits(self.config),
                 endpoint=self.config.hf_endpoint, hf_token=self.config.hf_token, cache_dir=cache_dir,
+                warm_worker=cfg.warm_worker,
             ),
             before_run=self._before_trial, after_run=self._after_trial,
         )

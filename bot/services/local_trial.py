@@ -18,7 +18,7 @@ from bot.core.trial_policy import GB, refusal
 from bot.core.verdicts import Verdict
 from bot.services.model_cache import ModelCache, ModelCacheFull
 from bot.services.trial_runner import (
-    CANCELLED, FAILED, ProgressCallback, TrialOutcome, TrialProcess, TrialSpec, start_trial,
+    CANCELLED, FAILED, ProgressCallback, SpareWorker, TrialOutcome, TrialProcess, TrialSpec, start_trial,
 )
 from bot.services.trial_settings import trial_limits, trial_policy
 from bot.services.trial_slot import SlotAbandoned, trial_slot
@@ -28,8 +28,9 @@ class LocalTrial:
     """Refuses what the bot would refuse, waits for the host's trial slot, makes room in the model cache, runs the
     worker, tidies the cache."""
 
-    def __init__(self, config: Config, host: HostMemory):
+    def __init__(self, config: Config, host: HostMemory, spare: SpareWorker | None = None):
         self.config = config
+        self.spare = spare  # a worker started ahead (start_spare), taken by the trial
         self.policy = trial_policy(config, host)
         self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB))
         self._process: TrialProcess | None = None
@@ -60,7 +61,7 @@ class LocalTrial:
         spec = TrialSpec(repo_id=repo_id, revision=revision, prompt=prompt, max_tokens=max_tokens,
                          endpoint=self.config.hf_endpoint, cache_dir=self.cache.cache_dir,
                          hf_token=self.config.hf_token)
-        self._process = process = start_trial(spec, trial_limits(self.config))
+        self._process = process = start_trial(spec, trial_limits(self.config), spare=self.spare)
         if self._cancelled.is_set():
             process.cancel()
         # A bot on this host shares the cache: leases keep each side from deleting what the other is using.
@@ -72,3 +73,12 @@ class LocalTrial:
             return await process.run(on_progress)
         finally:  # as the bot does after a trial, cancelled ones included (their partial download goes too)
             await asyncio.to_thread(self.cache.after_trial, repo_id, lease, keep=self.config.trials.keep_after_trial)
+
+
+async def start_spare(config: Config) -> SpareWorker | None:
+    """A worker started now, while the verdict is being checked: the trial then finds mlx-lm imported."""
+    if not config.trials.warm_worker:
+        return None
+    spare = SpareWorker()
+    await spare.prepare(TrialSpec.template(config.hf_endpoint, config.path(config.trials.cache_dir), config.hf_token))
+    return spare

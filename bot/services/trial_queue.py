@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
-from bot.services.trial_runner import TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
 from bot.services.trial_slot import trial_slot
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class QueueSettings:
     endpoint: str = "https://huggingface.co"
     hf_token: str | None = None
     cache_dir: Path = Path(".canrun/models")
+    warm_worker: bool = True  # keep a worker started ahead while no trial runs (bot.services.trial_runner.SpareWorker)
 
 
 async def first_judged_at(store: Store, repo_id: str) -> float | None:
@@ -107,6 +108,7 @@ class TrialQueue:
         self._task: asyncio.Task | None = None
         self._finish_waiters: dict[int, list[asyncio.Future[Trial]]] = {}
         self.recovered: list[int] = []  # trials recover() ended
+        self.spare = SpareWorker() if settings.warm_worker else None
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class TrialQueue:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self.spare is not None:
+            await self.spare.close()
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -272,6 +276,7 @@ class TrialQueue:
 
     async def _run_forever(self) -> None:
         while True:
+            await self._prepare_spare()  # no trial runs now: the next one finds mlx-lm imported
             self._wakeup.clear()  # before looking: an enqueue from now on wakes the wait below
             if not await self._anything_queued():
                 await self._wakeup.wait()
@@ -284,6 +289,11 @@ class TrialQueue:
                     continue
                 slot.describe(f"the Discord bot's trial #{trial.id} of {trial.repo_id}")
                 await self._run_guarded(trial)
+
+    async def _prepare_spare(self) -> None:
+        if self.spare is not None:
+            await self.spare.prepare(
+                TrialSpec.template(self.settings.endpoint, self.settings.cache_dir, self.settings.hf_token))
 
     def _waiting_for_host(self, holder: str) -> None:
         log.info("trials wait: another trial runs on this host (%s)", holder)
@@ -321,7 +331,7 @@ class TrialQueue:
         spec = TrialSpec(repo_id=trial.repo_id, revision=trial.revision, prompt=trial.prompt,
                          max_tokens=trial.max_tokens, endpoint=self.settings.endpoint,
                          cache_dir=self.settings.cache_dir, hf_token=self.settings.hf_token)
-        process = start_trial(spec, self.settings.limits)
+        process = start_trial(spec, self.settings.limits, spare=self.spare)
         self._current = (trial.id, process)
         if trial.id in self._cancel_requested:  # cancelled while it was being set up: no worker starts
             process.cancel()

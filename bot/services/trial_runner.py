@@ -60,6 +60,12 @@ class TrialSpec:
     cache_dir: Path
     hf_token: str | None = None
 
+    @classmethod
+    def template(cls, endpoint: str, cache_dir: Path, hf_token: str | None) -> TrialSpec:
+        """What trials from one place have in common: enough to start a spare worker for them."""
+        return cls(repo_id="", revision=None, prompt="", max_tokens=0, endpoint=endpoint, cache_dir=cache_dir,
+                   hf_token=hf_token)
+
 
 @dataclass(frozen=True)
 class TrialLimits:
@@ -134,15 +140,80 @@ class _Reports:
         return {"load_seconds": self.progress.load_seconds} if loaded else {}
 
 
-class TrialProcess:
-    """One trial's worker process. `run()` starts it and returns when it is over; `cancel()` stops it."""
+class SpareWorker:
+    """One worker process started ahead, with mlx and mlx-lm imported, waiting on stdin for its job.
 
-    def __init__(self, argv: list[str], env: dict[str, str], limits: TrialLimits):
+    A trial then pays neither the process start nor the import (seconds; tens of seconds where transformers
+    imports torch). Each process still runs one trial: isolation, kills and memory release are as before. The
+    spare is started while no trial runs, for a given environment (endpoint, token): a trial whose environment
+    differs starts a worker of its own.
+    """
+
+    def __init__(self, python: str = sys.executable):
+        self._python = python
+        self._process: asyncio.subprocess.Process | None = None
+        self._env: dict[str, str] | None = None
+
+    async def prepare(self, spec: TrialSpec) -> None:
+        """Have a spare ready for trials like `spec` (its repo, prompt and size do not matter)."""
+        env = _worker_env(spec)
+        if self._process is not None and self._process.returncode is None and self._env == env:
+            return
+        await self.close()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                # The cache folder on the command line too: `ps` shows whose worker it is (the job repeats it).
+                self._python, "-m", "bot", "trial-worker", "--wait", f"--cache-dir={spec.cache_dir.resolve()}",
+                f"--endpoint={spec.endpoint}", env=env, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                limit=LINE_LIMIT_BYTES,
+            )
+        except OSError as e:
+            log.warning("could not start a spare trial worker: %s", e)
+            return
+        self._env = env
+
+    async def ready(self, timeout: float) -> bool:
+        """Wait until the spare has imported what a trial needs (it says "ready"); False if it did not in time."""
+        if self._process is None or self._process.stdout is None:
+            return False
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return _parse(line).get("event") == "ready"
+
+    def take(self, env: dict[str, str]) -> asyncio.subprocess.Process | None:
+        """The spare, if it is alive and was started for this environment; it is then the caller's."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None and self._env == env:
+            return process
+        if process is not None and process.returncode is None:
+            _kill_group(process.pid)
+        return None
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.returncode is None:
+                _kill_group(process.pid)
+            await process.wait()
+
+
+class TrialProcess:
+    """One trial's worker process. `run()` starts it (or takes a spare) and returns when it is over; `cancel()`
+    stops it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], limits: TrialLimits, *,
+                 job: dict[str, Any] | None = None, spare: SpareWorker | None = None):
         self._argv = argv
         self._env = env
         self._limits = limits
+        self._job = job  # what a spare worker is told on stdin (the same as argv says)
+        self._spare = spare
         self._cancelled = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
+        self.first_token_seconds: float | None = None  # from run() to the first generated token
 
     @property
     def pid(self) -> int | None:
@@ -153,11 +224,11 @@ class TrialProcess:
         self._cancelled.set()
 
     async def run(self, on_progress: ProgressCallback) -> TrialOutcome:
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         if self._cancelled.is_set():
             return TrialOutcome(CANCELLED, None, None, 0.0, {})
         try:
-            self._process = process = await asyncio.create_subprocess_exec(
+            self._process = process = await self._spare_with_job() or await asyncio.create_subprocess_exec(
                 *self._argv, env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=LINE_LIMIT_BYTES,
             )
@@ -175,6 +246,20 @@ class TrialProcess:
             await process.wait()
             stderr_tail = await stderr_reader
         return self._outcome(stopped, reports, process.returncode, stderr_tail, time.monotonic() - started)
+
+    async def _spare_with_job(self) -> asyncio.subprocess.Process | None:
+        """The spare worker, given this trial's job; None when there is none for this environment (or it died)."""
+        process = self._spare.take(self._env) if self._spare is not None and self._job is not None else None
+        if process is None or process.stdin is None:
+            return None
+        try:
+            process.stdin.write((json.dumps(self._job) + "\n").encode())
+            await process.stdin.drain()
+            process.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            await process.wait()
+            return None
+        return process
 
     def _outcome(self, stopped: str | None, reports: _Reports, returncode: int, stderr_tail: str,
                  duration: float) -> TrialOutcome:
@@ -229,14 +314,19 @@ class TrialProcess:
                 if event.get("event") == "phase":
                     deadline = loop.time() + self._limits.seconds_for(reports.phase)
                 if progress is not None:
+                    if progress.tokens and self.first_token_seconds is None:
+                        self.first_token_seconds = time.monotonic() - self._started
                     await _notify(on_progress, progress)
         finally:
             cancelled.cancel()
 
 
-def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.executable) -> TrialProcess:
-    """A trial ready to run; the worker process starts with `run()`."""
-    return TrialProcess(_worker_argv(spec, python), _worker_env(spec), limits)
+def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.executable,
+                spare: SpareWorker | None = None) -> TrialProcess:
+    """A trial ready to run; the worker process starts with `run()`, or the spare takes the job if it fits."""
+    job = {"repo": spec.repo_id, "revision": spec.revision, "prompt": spec.prompt, "max_tokens": spec.max_tokens,
+           "cache_dir": str(spec.cache_dir.resolve()), "endpoint": spec.endpoint}
+    return TrialProcess(_worker_argv(spec, python), _worker_env(spec), limits, job=job, spare=spare)
 
 
 def _worker_argv(spec: TrialSpec, python: str) -> list[str]:

@@ -7,16 +7,18 @@ with an empty stdin and never `trust_remote_code`, and generates as `mlx_lm.gene
 
 Protocol: one JSON object per line on stdout, flushed at once, in this order:
 
+    {"event": "ready"}                               # only with --wait: imports done, waiting for the job
     {"event": "phase", "phase": "download"}
     {"event": "download", "bytes": N, "total": T, "present": P}  # about twice a second while the bytes grow, then
                                                      # once at the end; P: bytes already on disk at the start
     {"event": "phase", "phase": "load"}
     {"event": "loaded", "seconds": S}
     {"event": "phase", "phase": "generate"}
-    {"event": "generate", "tokens": N}               # at most about twice a second
+    {"event": "generate", "tokens": N}               # at the first token, then at most about twice a second
     {"event": "result", "ok": true, "load_seconds": ..., "prompt_tokens": ..., "prompt_tps": ...,
      "generation_tokens": ..., "generation_tps": ..., "peak_memory_bytes": ..., "device": ...,
-     "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ..., "present_bytes": ...}
+     "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ..., "present_bytes": ...,
+     "warm_worker": ...}                             # true: started ahead with --wait, the job came on stdin
     (download_bytes: fetched by this trial; present_bytes: already on disk, e.g. kept by keep_after_trial)
 
 or, instead of the rest once something fails, {"event": "error", "phase": ..., "message": ..., "type": ...}
@@ -70,8 +72,19 @@ class Reporter:
         self.send("phase", phase=phase)
 
 
+JOB_FIELDS = ("repo", "revision", "prompt", "max_tokens", "cache_dir", "endpoint")
+
+
 def main(args: argparse.Namespace) -> int:
     reporter, printed = _take_stdout()
+    if args.wait:
+        args = _wait_for_job(args, reporter)
+        if args is None:
+            return 0  # stdin closed without a job: the spare was not needed
+    elif any(getattr(args, name) is None for name in JOB_FIELDS if name != "revision"):
+        reporter.send("error", phase="download", message="trial-worker needs the job's options or --wait",
+                      type="UsageError")
+        return 2
     try:
         reporter.enter("download")
         local_path, download_bytes, present_bytes = download(args.repo, args.revision, Path(args.cache_dir),
@@ -82,12 +95,31 @@ def main(args: argparse.Namespace) -> int:
         reporter.enter("generate")
         generation = generate(model, tokenizer, args.prompt, args.max_tokens, reporter)
         result = {"ok": True, "load_seconds": load_seconds, **generation, **_machine(),
-                  "download_bytes": download_bytes, "present_bytes": present_bytes}
+                  "download_bytes": download_bytes, "present_bytes": present_bytes,
+                  "warm_worker": bool(getattr(args, "warm", False))}
     except (Exception, SystemExit) as e:  # SystemExit: some mlx_lm.models modules exit when a dependency is missing
         reporter.send("error", phase=reporter.phase, message=_message(e, printed), type=type(e).__name__)
         return 1
     reporter.send("result", **result)
     return 0
+
+
+def _wait_for_job(args: argparse.Namespace, reporter: Reporter) -> argparse.Namespace | None:
+    """Import what a trial needs, then block on stdin for the job; stdin is /dev/null afterwards (transformers
+    asks there before running a repo's code, and must read no answer)."""
+    import mlx.core  # noqa: F401 - imported ahead: this is the time a warm worker saves
+    import mlx_lm  # noqa: F401
+    import mlx_lm.utils  # noqa: F401
+
+    reporter.send("ready")  # mlx-lm is imported: the runner may wait for this (benchmarks do)
+    line = sys.stdin.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if not line.strip():
+        return None
+    job = json.loads(line)
+    return argparse.Namespace(**{**vars(args), **{name: job.get(name) for name in JOB_FIELDS}, "warm": True})
 
 
 class PrintedToStderr(io.TextIOBase):
@@ -238,7 +270,8 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_tokens: int, reporter:
     reported_at = time.monotonic()
     for last in stream_generate(model, tokenizer, prompt_tokens(tokenizer, prompt), max_tokens=max_tokens):
         pieces.append(last.text)
-        if time.monotonic() - reported_at >= PROGRESS_INTERVAL_SECONDS:
+        # The first token at once (time to first token is what a waiting study group feels), then throttled.
+        if last.generation_tokens == 1 or time.monotonic() - reported_at >= PROGRESS_INTERVAL_SECONDS:
             reporter.send("generate", tokens=last.generation_tokens)
             reported_at = time.monotonic()
     return {

@@ -79,7 +79,7 @@ def test_a_tiny_model_loads_and_generates(make_cli, hub):
     assert code == 0, err
     assert out.startswith("✅ tiny/llama: mlx_lm.load() worked and the model generated text")
     assert "tok/s (19 tokens)" in out and "generation " in out and "peak memory" in out
-    assert f"mlx-lm {mlx_lm.__version__}" in out and "(cpu)" in out
+    assert f"mlx-lm {mlx_lm.__version__}" in out and "(CPU)" in out
     assert "  prompt: hello\n\n" in out and out.split("\n\n", 1)[1].strip()  # then the generated text
     # stderr is not a terminal here: one line per phase, nothing redrawn.
     assert "\r" not in err and "\x1b" not in err

@@ -294,13 +294,20 @@ def prompt_tokens(tokenizer: Any, prompt: str) -> list[int]:
     return tokenizer.encode(prompt)
 
 
+def _backend(mx: Any) -> str:
+    """What MLX computes with: "Metal" or "CUDA" for the GPU, else "CPU"."""
+    if mx.default_device().type != mx.DeviceType.gpu:
+        return "CPU"
+    return "Metal" if mx.metal.is_available() else "CUDA"
+
+
 def _machine() -> dict[str, str]:
     import mlx.core as mx
     import mlx_lm
 
     name = mx.device_info().get("device_name") or platform.machine()
     return {
-        "device": f"{name} ({mx.default_device().type.name})",
+        "device": f"{name} ({_backend(mx)})",
         "mlx_version": mx.__version__,
         "mlx_lm_version": mlx_lm.__version__,
     }

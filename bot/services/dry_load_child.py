@@ -76,11 +76,10 @@ def _parameter_count(model) -> int:
     count = getattr(utils, "get_total_parameters", None)
     if count is not None:
         return int(count(model))
-    import mlx.nn as nn
     from mlx.utils import tree_flatten
 
     total = 0
-    for _, m in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+    for _, m in _leaves(model):
         if hasattr(m, "bits"):
             total += m.weight.size * 32 // m.bits + (m.bias.size if "bias" in m else 0)
         else:
@@ -89,11 +88,7 @@ def _parameter_count(model) -> int:
 
 
 def _is_quantized(model) -> bool:
-    import mlx.nn as nn
-    from mlx.utils import tree_flatten
-
-    leaves = tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module))
-    return any(hasattr(m, "bits") for _, m in leaves)
+    return any(hasattr(m, "bits") for _, m in _leaves(model))
 
 
 def _kv_layout(model) -> list[dict[str, Any]] | None:
@@ -125,12 +120,28 @@ def _kv_layout(model) -> list[dict[str, Any]] | None:
     return [d for c in cache for d in describe(c)]
 
 
-def _conversion_bytes(model, config: dict[str, Any], bits: int, group_size: int) -> int:
-    """Bytes after `mlx_lm.convert -q --q-bits bits`: its own quantize_model, on a fresh copy of the model.
+def _conversion_sizes(model, config: dict[str, Any], conversions: list[list[int]]) -> dict[str, int]:
+    """Bytes after `mlx_lm.convert -q --q-bits B --q-group-size G` for each [B, G]: mlx-lm's own quantize_model,
+    run once per group size on a fresh copy of the model at the fewest bits asked.
 
-    The copy is built the way load_model builds it (mlx-lm's class lookup, ModelArgs.from_dict) and given
-    the loaded (lazy, sanitized) parameters, so sanitize does not run again.
+    The copy is built the way load_model builds it (mlx-lm's class lookup, ModelArgs.from_dict) and given the
+    loaded (lazy, sanitized) parameters, so sanitize does not run again. Other bit widths of the same group size
+    follow exactly: a packed weight grows in proportion to its bits, while scales and biases (one pair per
+    group) and the layers the model's predicate quantizes its own way do not change.
     """
+    sizes: dict[str, int] = {}
+    for group_size in sorted({g for _, g in conversions}):
+        widths = sorted(b for b, g in conversions if g == group_size)
+        copy = _quantized_copy(model, config, widths[0], group_size)
+        base_bytes = _parameter_bytes(copy)
+        packed = sum(m.weight.nbytes for _, m in _leaves(copy) if getattr(m, "bits", None) == widths[0])
+        for bits in widths:
+            sizes[f"{bits}bit"] = base_bytes + packed * (bits - widths[0]) // widths[0]
+        _garbage.append(copy)
+    return sizes
+
+
+def _quantized_copy(model, config: dict[str, Any], bits: int, group_size: int):
     import mlx_lm.utils as utils
     from mlx.utils import tree_flatten
 
@@ -140,9 +151,14 @@ def _conversion_bytes(model, config: dict[str, Any], bits: int, group_size: int)
     copy.load_weights(tree_flatten(model.parameters()), strict=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its bits per weight
         utils.quantize_model(copy, config, group_size, bits)
-    size = _parameter_bytes(copy)
-    _garbage.append(copy)
-    return size
+    return copy
+
+
+def _leaves(model) -> list:
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    return tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module))
 
 
 def dry_load(request: dict[str, Any]) -> dict[str, Any]:
@@ -192,12 +208,11 @@ def dry_load(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - a measurement, not the verdict: say so and go on
         result["notes"].append(f"cache layout not traced: {type(e).__name__}: {str(e)[:200]}")
     _garbage.append(model)  # freed after the answer is sent: a 90k-tensor graph takes a second to free
-    if not result["quantized"]:
-        for bits, group_size in request.get("conversions", ()):
-            try:
-                result["conversions"][f"{bits}bit"] = _conversion_bytes(model, config, bits, group_size)
-            except Exception as e:  # noqa: BLE001
-                result["notes"].append(f"{bits}-bit conversion not sized: {type(e).__name__}: {str(e)[:200]}")
+    if not result["quantized"] and request.get("conversions"):
+        try:
+            result["conversions"] = _conversion_sizes(model, config, request["conversions"])
+        except Exception as e:  # noqa: BLE001 - a measurement, not the verdict
+            result["notes"].append(f"conversions not sized: {type(e).__name__}: {str(e)[:200]}")
     result["measure_seconds"] = round(time.perf_counter() - loaded, 4)
     result["max_rss_bytes"] = _max_rss_bytes()
     return result
@@ -243,6 +258,9 @@ def main(argv: list[str]) -> int:
         try:
             request = json.loads(line)
         except json.JSONDecodeError:
+            continue
+        if request.get("ping"):  # answered once the previous dry load's graph is freed: the prober is idle
+            answer({"kind": "result", "id": request.get("id"), "ok": True, "pong": True})
             continue
         gc.disable()  # a large model creates ~10^5 objects: no collections while it is built
         try:

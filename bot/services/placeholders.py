@@ -34,23 +34,30 @@ class UnknownDtype(ValueError):
 
 
 def write_placeholder_shard(path: Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> int:
-    """Write a header-only safetensors file; returns the length it declares (the real shard's size)."""
-    header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
+    """Write a header-only safetensors file; returns the length it declares (the real shard's size).
+
+    The header is assembled as text (a 90,000-tensor MoE has a 9 MB header: json.dumps of nested dicts would take
+    a good part of the dry load's time budget)."""
+    parts = ['{"__metadata__":' + json.dumps(dict(metadata or {"format": "pt"}), separators=(",", ":"))]
     offset = 0
     for name, t in tensors.items():
         size = DTYPE_BYTES.get(t.dtype)
         if size is None:
             raise UnknownDtype(f"tensor {name} has dtype {t.dtype}")
         end = offset + size * math.prod(t.shape)
-        header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, end]}
+        shape = ",".join(map(str, t.shape))
+        parts.append(f'{_quote(name)}:{{"dtype":"{t.dtype}","shape":[{shape}],"data_offsets":[{offset},{end}]}}')
         offset = end
-    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw = (",".join(parts) + "}").encode()
     raw += b" " * (-len(raw) % 8)  # safetensors aligns the data start to 8 bytes
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         f.truncate(8 + len(raw) + offset)  # a hole: no blocks are written
     return 8 + len(raw) + offset
+
+
+_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, at C speed
 
 
 def stage_model_folder(

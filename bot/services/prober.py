@@ -102,6 +102,11 @@ class Prober:
                 raise ProberError("the dry-load process answered out of turn")
             return msg
 
+    def wait_idle(self) -> None:
+        """Return once the child has finished tidying up after its last dry load (freeing a large model's
+        graph takes it a moment after answering)."""
+        self.request({"ping": True})
+
     def close(self) -> None:
         with self._lock:
             self._stop()

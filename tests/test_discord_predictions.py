@@ -14,6 +14,7 @@ from tests.fakes.fake_discord import EPHEMERAL
 from tests.fakes.hub import FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
 from tests.test_discord_bot import embed_text, fake, make_config, start_bot  # noqa: F401 - fixtures
+from tests.waiting import eventually
 
 LOADS_REPO = "mistralai/Mistral-7B-v0.1"  # the zoo's verdict: loads
 GGUF_REPO = "TheBloke/Llama-2-7B-GGUF"  # the zoo's verdict: unsupported_weights
@@ -339,7 +340,11 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
     assert f"loads**, by a real trial on {machine_name()}" in embed["description"]
     assert f"<@{kai['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
     assert (await bot.trial_queue.get(1)).error == "interrupted by restart"
-    assert await bot.store.state_items("reveal_pending:") == []
+
+    async def reveal_done():  # the marker goes right after the results are posted
+        return await bot.store.state_items("reveal_pending:") == []
+
+    await eventually(reveal_done)
 
 
 async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fake, start_bot):

@@ -12,6 +12,7 @@ from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK
 from tests.fakes.hub import FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
 from tests.test_discord_bot import GAME_COMMANDS, fake, make_config, start_bot  # noqa: F401 - fixtures
+from tests.waiting import eventually
 
 TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
 
@@ -101,8 +102,11 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         second = await fake.send_slash_command("trial", {"repo": "tiny-lab/slow-2"}, user=fake.owner)
         await fake.wait_for_request("PATCH", f"{second.token}/messages/@original", predicate=lambda r: "Queued" in json.dumps(r.json))
 
-        shown = [(await bot.trial_queue.get(n)).message_id for n in (1, 2)]
-        assert None not in shown  # the /trial responses, remembered
+        async def both_remembered():  # the /trial responses' ids, stored just after they are edited
+            ids = [(await bot.trial_queue.get(n)).message_id for n in (1, 2)]
+            return ids if None not in ids else None
+
+        shown = await eventually(both_remembered)
         await bot.close()  # the Mac restarts with one trial running and one queued
         await asyncio.wait_for(bot.task, 10)
         bot = await start_bot(trials=TRIALS)

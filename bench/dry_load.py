@@ -34,7 +34,7 @@ from bot.core.engine import EngineSettings, HostMemory, decide  # noqa: E402
 from bot.core.metadata import RepoFile, RepoMetadata, Tensor  # noqa: E402
 from bot.services.capability_probe import installed_mlx_lm_version  # noqa: E402
 from bot.services.dry_load import CONVERSIONS  # noqa: E402
-from bot.services.placeholders import remove_folder, stage_model_folder  # noqa: E402
+from bot.services.placeholders import new_folder, remove_folder, stage_model_folder  # noqa: E402
 from bot.services.prober import Prober, ProberSettings  # noqa: E402
 from tests.fakes.tiny_model import tokenizer_files  # noqa: E402
 
@@ -159,7 +159,7 @@ def dry_load_once(prober: Prober, work: Path, files: dict[str, Path], tensors: d
     """Seconds from staging the folder (as the service does) to the answer; then, untimed, until the prober is
     idle again, as it is when a /canrun comes (a burst would pay the previous answer's clean-up, ~0.6 s at 671B)."""
     t0 = time.perf_counter()
-    folder = stage_model_folder(work, files, {"model.safetensors": tensors})
+    folder = stage_model_folder(new_folder(work), files, {"model.safetensors": tensors})
     try:
         msg = prober.request({"path": str(folder), "conversions": CONVERSIONS})
         seconds = time.perf_counter() - t0

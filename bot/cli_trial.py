@@ -48,9 +48,9 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
         return EXIT_USAGE
 
     spare = await start_spare(config)  # imports mlx-lm while the verdict is checked
-    store = await open_store(config)
-    checker = None
+    store = checker = None
     try:
+        store = await open_store(config)
         checker = make_checker(config, store, await load_capability_table(store))
         try:
             verdict = await checker.check(ref)
@@ -86,7 +86,8 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
             await spare.close()  # not taken (refused, unchecked, interrupted): it never runs a job
         if checker is not None:
             await checker.close()
-        await store.close()
+        if store is not None:
+            await store.close()
 
     if args.json:
         print(json.dumps(trial_json(ref.repo_id, ref.revision, verdict.verdict, outcome, prompt=prompt,

@@ -116,3 +116,27 @@ async def test_nothing_is_written_to_the_default_hugging_face_cache(hub, store, 
     after = set(os.listdir(default_cache)) if os.path.isdir(default_cache) else set()
     assert not {n for n in after - before if "org--llama" in n}  # ...without leaving files in the default cache
     assert any((tmp_path / "hub").rglob("config.json"))  # small files live in canrun's own download_dir
+
+
+async def test_a_long_retry_after_is_not_retried_early(hub, store, tmp_path):
+    hub.fail_next(429, count=10, path_contains="/api/models/org/llama", retry_after=55)
+    with pytest.raises(HubRateLimited) as e:
+        await service(hub, store, tmp_path, max_retries=3).fetch("org/llama")
+    assert "55 s" in str(e.value)
+    assert hub.count("GET", "/api/models/org/llama") == 1  # asked to wait 55 s: no retry after 0.5 s
+
+
+async def test_small_files_that_fail_leave_the_static_verdict_with_a_note(hub, store, tmp_path, capability_table):
+    from bot.core.engine import EngineSettings, HostMemory
+    from bot.core.repo_id import RepoRef
+    from bot.services.checker import Checker
+    from bot.services.dry_load import DryLoadService, DryLoadSettings
+    from bot.services.prober import shared_prober
+
+    svc = service(hub, store, tmp_path, max_retries=0)
+    checker = Checker(svc, capability_table, HostMemory(10**10, "test"), EngineSettings(),
+                      dry_load=DryLoadService(svc, shared_prober(), DryLoadSettings(work_dir=tmp_path / "dry")))
+    hub.fail_next(404, count=5, path_contains="/tokenizer.json")  # config.json reads fine, the tokenizer not
+    verdict = await checker.check(RepoRef("org/llama"))
+    assert verdict.checked_by == "static" and verdict.verdict  # an answer all the same
+    assert any("small files could not be read" in r for r in verdict.reasons), verdict.reasons

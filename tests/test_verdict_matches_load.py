@@ -17,6 +17,7 @@ from bot.services.checker import Checker
 from bot.services.dry_load import DryLoadService, DryLoadSettings
 from bot.services.hub import HubService, HubSettings
 from bot.services.prober import shared_prober
+from bot.services.speed import SpeedService
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import (
     code_only_tokenizer,
@@ -64,17 +65,18 @@ CASES = {
     "sharded": (lambda: tiny_llama_files(layers=3, shards=3), "loads"),
 }
 # Decided by the static gates alone: what they refuse never reaches a load.
-STATIC_ONLY = {"bin-only", "tokenizer-code"}
+STATIC_ONLY = {"bin-only", "tokenizer-code", "model_file"}  # never reach a load: repo code, or nothing to load
 
 
-async def canrun_check(hub, repo_id, tmp_path, capability_table, *, dry_load=True, prober=None):
+async def canrun_check(hub, repo_id, tmp_path, capability_table, *, dry_load=True, prober=None, speed=False):
     """`canrun check` over HTTP against the fake hub: with the dry load (on `prober`, else the shared one) or
-    with the static gates alone."""
+    with the static gates alone; with `speed`, a speed estimate (no store: no trials)."""
     hub_service = HubService(HubSettings(endpoint=hub.endpoint, download_dir=tmp_path / "hub"))
     dry = None
     if dry_load:
         dry = DryLoadService(hub_service, prober or shared_prober(), DryLoadSettings(work_dir=tmp_path / "dry"))
-    checker = Checker(hub_service, capability_table, HostMemory(8 * 1024**3, "test"), EngineSettings(), dry_load=dry)
+    checker = Checker(hub_service, capability_table, HostMemory(8 * 1024**3, "test"), EngineSettings(), dry_load=dry,
+                      speed=SpeedService() if speed else None)
     try:
         return await checker.check(RepoRef(repo_id))
     finally:

@@ -44,8 +44,11 @@ class DryLoadOutcome:
     quantized: bool = False
     conversions: dict[str, int] = field(default_factory=dict)  # "8bit"/"4bit" -> bytes after quantize_model
     kv_layout: list[dict[str, Any]] | None = None  # per cache entry: per_token bytes, window limit, fixed bytes
+    expert_bytes: int = 0  # bytes of MoE expert weights (stacked switch layers): a token reads only its experts'
+    experts: int | None = None  # experts per MoE layer (the stacked weights' first dimension)
     notes: list[str] = field(default_factory=list)
     load_seconds: float | None = None
+    module: str | None = None  # the mlx_lm.models module that built the model (a success's own word)
 
     @classmethod
     def from_child(cls, msg: dict[str, Any], mlx_lm_version: str, mlx_version: str) -> DryLoadOutcome:
@@ -74,7 +77,9 @@ def classify(outcome: DryLoadOutcome, config: dict[str, Any], hf_quant_config: d
     if "trust_remote_code" in message or "model_file" in message or "custom module" in message:
         return REMOTE_CODE
     if outcome.phase == "tokenizer":
-        return NO_CONFIG
+        # A package the tokenizer needs (sentencepiece, tiktoken) is missing from this environment: a load fails
+        # here for a reason of this host, which no file of the repo can fix; otherwise its tokenizer files fail.
+        return UNSUPPORTED_ARCHITECTURE if outcome.error_type in ("ModuleNotFoundError", "ImportError") else NO_CONFIG
     if frames & QUANTIZATION_FRAMES:
         return UNSUPPORTED_QUANTIZATION
     if frames & ARCHITECTURE_FRAMES or outcome.error_type in ("ModuleNotFoundError", "ImportError"):
@@ -119,6 +124,7 @@ def apply(verdict: Verdict, outcome: DryLoadOutcome, config: dict[str, Any],
     verdict.mlx_version = outcome.mlx_version
     if outcome.ok:
         verdict.verdict = LOADS
+        verdict.module = outcome.module or verdict.module
         if static != LOADS:
             verdict.reasons = [
                 f"mlx-lm {outcome.mlx_lm_version} built the model, matched every tensor of the headers and loaded "

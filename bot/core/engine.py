@@ -151,8 +151,11 @@ def check_tokenizer(meta: RepoMetadata) -> GateFailure | None:
 
 def reaches_a_load(meta: RepoMetadata) -> bool:
     """Whether mlx-lm's own load can be asked: what fails before it (no config, no safetensors, no tokenizer,
-    a tokenizer that is only code, which canrun never fetches) is decided by the static gates alone."""
-    return check_config(meta) is None and check_weight_files(meta) is None and check_tokenizer(meta) is None
+    a tokenizer that is only code) is decided by the static gates alone, and so is `model_file`: some mlx-lm
+    versions import that path without asking for trust_remote_code, and a path like `../x.py` would leave the
+    staged folder. Repo code is never fetched, never run."""
+    return (check_config(meta) is None and check_weight_files(meta) is None and check_model_file(meta) is None
+            and check_tokenizer(meta) is None)
 
 
 # ---- the decision --------------------------------------------------------------------------------

@@ -16,15 +16,22 @@ from pathlib import Path
 
 from bot.core.dry_load import DryLoadOutcome
 from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoMetadata
-from bot.services.placeholders import UnknownDtype, remove_folder, stage_model_folder
-from bot.services.prober import Prober, ProberError
+from bot.services.hub import HubUnavailable
+from bot.services.placeholders import UnknownDtype, new_folder, remove_folder, remove_stale_folders, stage_model_folder
+from bot.services.prober import Hello, Prober, ProberError
 
 log = logging.getLogger(__name__)
 
 # Small files only: a tokenizer.json is a few MB; anything bigger is not what load() needs besides weights.
 SMALL_FILE_LIMIT_BYTES = 64 * 1024**2
+# And not too many: a repo may carry hundreds of *.json or *.txt files (data, evaluations) that no load reads.
+SMALL_FILES_MAX, SMALL_FILES_TOTAL_BYTES = 48, 256 * 1024**2
+# Read first when a repo has too many: what config and tokenizer loading really open.
+ESSENTIAL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "generation_config.json", "tokenizer.model", "chat_template.jinja", "chat_template.json",
+                   "vocab.json", "merges.txt", "added_tokens.json", "hf_quant_config.json")
 CONVERSIONS = ((8, 64), (4, 64))  # mlx_lm.convert's defaults: group size 64
-CACHE_PREFIX = "dryload:"
+CACHE_PREFIX = "dryload2:"  # 2: outcomes carry expert_bytes; older ones are asked again
 MEMORY_CACHE_ENTRIES = 256
 # What mlx-lm's download fetches besides weights, for versions that do not name DEFAULT_ALLOW_PATTERNS.
 FALLBACK_PATTERNS = ["*.json", "tokenizer.model", "*.tiktoken", "tiktoken.model", "*.txt", "*.jsonl", "*.jinja"]
@@ -49,6 +56,8 @@ class DryLoadService:
         self._memory: dict[str, DryLoadOutcome] = {}
         self._inflight: dict[str, asyncio.Future[DryLoadOutcome]] = {}
         self.runs = 0  # dry loads really run (not answered from the cache)
+        # Folders left by a process that died mid-dry-load: their holes look like whole models to backups.
+        remove_stale_folders(settings.work_dir)
 
     async def outcome(self, meta: RepoMetadata) -> DryLoadOutcome:
         """The installed mlx-lm's answer for this repo's metadata. Raises DryLoadUnavailable."""
@@ -58,8 +67,8 @@ class DryLoadService:
             hello = await asyncio.to_thread(self.prober.hello)
         except ProberError as e:
             raise DryLoadUnavailable(str(e)) from e
-        key = cache_key(meta, hello.mlx_lm_version, hello.mlx_version, self.hub.settings.token is not None)
-        cached = await self._cached(key)
+        key = cache_key(meta, hello, self.hub.settings.token is not None)
+        cached = await self._cached(key) if meta.sha else None  # no commit: the answer may change, ask again
         if cached is not None:
             return cached
         existing = self._inflight.get(key)
@@ -69,11 +78,14 @@ class DryLoadService:
         self._inflight[key] = future
         try:
             outcome = await self._run(meta, hello.allow_patterns, hello.mlx_lm_version, hello.mlx_version)
-            await self._remember(key, outcome)
+            if meta.sha:
+                await self._remember(key, outcome)
             future.set_result(outcome)
             return outcome
         except BaseException as e:
-            future.set_exception(e)
+            # Waiters get the owner's error, but not its cancellation: that was the owner's caller going away.
+            shared = DryLoadUnavailable("the dry load was interrupted") if isinstance(e, asyncio.CancelledError) else e
+            future.set_exception(shared)
             future.exception()  # nobody else may be waiting
             raise
         finally:
@@ -82,26 +94,27 @@ class DryLoadService:
     async def _run(self, meta: RepoMetadata, allow_patterns: list[str], mlx_lm_version: str,
                    mlx_version: str) -> DryLoadOutcome:
         names = small_files(meta, allow_patterns)
-        local = await self.hub.download_files(meta.repo_id, meta.sha or meta.revision, names)
         try:
-            folder = await asyncio.to_thread(
-                stage_model_folder, self.settings.work_dir, local, {"model.safetensors": meta.tensors or {}}
-            )
-        except UnknownDtype as e:
-            raise DryLoadUnavailable(str(e)) from e
+            local = await self.hub.download_files(meta.repo_id, meta.sha or meta.revision, names)
+        except HubUnavailable as e:  # the static verdict stands; the next ask tries again
+            raise DryLoadUnavailable(f"the repo's small files could not be read ({e})") from e
+        folder = new_folder(self.settings.work_dir)
         started = time.perf_counter()
         try:
-            msg = await asyncio.to_thread(self.prober.request, {"path": str(folder.resolve()), "conversions": CONVERSIONS})
+            await asyncio.to_thread(stage_model_folder, folder, local, {"model.safetensors": meta.tensors or {}})
+            msg = await asyncio.to_thread(self.prober.request, {"path": str(folder), "conversions": CONVERSIONS})
+        except UnknownDtype as e:
+            raise DryLoadUnavailable(str(e)) from e
         except ProberError as e:
             log.warning("dry load of %s gave no answer: %s", meta.repo_id, e)
             raise DryLoadUnavailable(str(e)) from e
         finally:
-            await asyncio.to_thread(remove_folder, folder)
+            await asyncio.shield(asyncio.to_thread(remove_folder, folder))
         self.runs += 1
         log.info("dry load of %s@%s: %s in %.2f s", meta.repo_id, (meta.sha or "")[:8],
                  "loads" if msg.get("ok") else msg.get("error_type"), time.perf_counter() - started)
         if msg.get("message"):  # mlx-lm names the folder it loaded: name the repo instead
-            msg["message"] = msg["message"].replace(str(folder.resolve()), meta.repo_id)
+            msg["message"] = msg["message"].replace(str(folder), meta.repo_id)
         return DryLoadOutcome.from_child(msg, mlx_lm_version, mlx_version)
 
     async def _cached(self, key: str) -> DryLoadOutcome | None:
@@ -121,15 +134,17 @@ class DryLoadService:
             await self.store.http_cache_put(key, outcome.to_json(), time.time())
 
 
-def cache_key(meta: RepoMetadata, mlx_lm_version: str, mlx_version: str, with_token: bool) -> str:
-    commit = meta.sha or f"rev:{meta.revision or ''}"
-    return f"{CACHE_PREFIX}{meta.repo_id}@{commit}|mlx-lm {mlx_lm_version}|mlx {mlx_version}|token {int(with_token)}"
+def cache_key(meta: RepoMetadata, hello: Hello, with_token: bool) -> str:
+    """Everything the answer depends on: the commit, the loading code (mlx-lm, mlx, and the tokenizer libraries
+    load_tokenizer runs) and whether a token could read the repo."""
+    versions = f"mlx-lm {hello.mlx_lm_version}|mlx {hello.mlx_version}|{hello.tokenizer_libraries}"
+    return f"{CACHE_PREFIX}{meta.repo_id}@{meta.sha}|{versions}|token {int(with_token)}"
 
 
 def small_files(meta: RepoMetadata, allow_patterns: list[str]) -> list[str]:
     """The root files mlx-lm would download besides the weights, minus code: config, tokenizer, templates."""
     allow_patterns = allow_patterns or FALLBACK_PATTERNS
-    names = []
+    candidates = []
     for f in meta.files:
         name = f.path
         if "/" in name or name.endswith(".py") or fnmatch(name, MLX_WEIGHT_PATTERN) or name.endswith(".safetensors"):
@@ -137,5 +152,12 @@ def small_files(meta: RepoMetadata, allow_patterns: list[str]) -> list[str]:
         if f.size is not None and f.size > SMALL_FILE_LIMIT_BYTES:
             continue
         if any(fnmatch(name, p) for p in allow_patterns):
-            names.append(name)
+            candidates.append(f)
+    candidates.sort(key=lambda f: (f.path not in ESSENTIAL_FILES, f.path))
+    names, total = [], 0
+    for f in candidates[:SMALL_FILES_MAX]:
+        total += f.size or 0
+        if total > SMALL_FILES_TOTAL_BYTES:
+            break
+        names.append(f.path)
     return sorted(names)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import io
 import json
 import os
@@ -29,7 +30,7 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-MAX_FRAMES = 40  # innermost traceback frames kept: their function names tell which step failed
+MAX_FRAMES = 200  # distinct function names kept from the traceback: they tell which step failed
 # What a dry load built, kept until its answer is sent (freeing a large lazy graph takes a while).
 _garbage: list[Any] = []
 
@@ -55,7 +56,8 @@ def _private_streams() -> tuple[TextIO, TextIO]:
 
 
 def _failure(phase: str, e: BaseException, printed: str = "") -> dict[str, Any]:
-    frames = [f.name for f in traceback.extract_tb(e.__traceback__)][-MAX_FRAMES:]
+    # Every function name on the way down (once each): the outer ones (load_weights, _quantize) decide the verdict.
+    frames = list(dict.fromkeys(f.name for f in traceback.extract_tb(e.__traceback__)))[:MAX_FRAMES]
     message = str(e).strip() or type(e).__name__
     if isinstance(e, SystemExit):  # a module ended the process on import (olmo without ai2-olmo): say what it printed
         last = printed.strip().splitlines()[-1:] or [f"exit code {e.code}"]
@@ -85,6 +87,19 @@ def _parameter_count(model) -> int:
         else:
             total += sum(v.size for _, v in tree_flatten(m.parameters()))
     return total
+
+
+def _experts(model) -> tuple[int, int | None]:
+    """Bytes of the stacked expert weights (mlx-lm's SwitchLinear layers, `switch_mlp` / `experts`) and how many
+    experts each holds (their first dimension): what an MoE token reads only a share of."""
+    from mlx.utils import tree_flatten
+
+    total, count = 0, None
+    for path, value in tree_flatten(model.parameters()):
+        if ("switch_mlp" in path or ".experts." in path) and value.ndim >= 3:
+            total += value.nbytes
+            count = count or int(value.shape[0])
+    return total, count
 
 
 def _is_quantized(model) -> bool:
@@ -178,31 +193,42 @@ def dry_load(request: dict[str, Any]) -> dict[str, Any]:
         return _failure("model", e, printed.getvalue())
     finally:
         sys.stderr.write(printed.getvalue())
+    # As mlx_lm.load() calls it, in the versions whose load_tokenizer takes the config's eos ids.
+    takes_eos = "eos_token_ids" in inspect.signature(load_tokenizer).parameters
     try:
-        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
-    except TypeError:  # older mlx-lm: load_tokenizer(model_path, tokenizer_config_extra)
-        try:
+        if takes_eos:
+            tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+        else:
             tokenizer = load_tokenizer(path)
-        except BaseException as e:  # noqa: BLE001
-            return _failure("tokenizer", e)
     except BaseException as e:  # noqa: BLE001
         if isinstance(e, (KeyboardInterrupt, MemoryError)):
             raise
         return _failure("tokenizer", e)
     loaded = time.perf_counter()
 
+    try:  # the verdict is in: a measurement that fails must not lose it
+        sizes = {"model_bytes": _parameter_bytes(model), "params": _parameter_count(model),
+                 "quantized": _is_quantized(model)}
+    except Exception as e:  # noqa: BLE001
+        sizes = {"model_bytes": None, "params": None, "quantized": True,
+                 "notes": [f"model not measured: {type(e).__name__}: {str(e)[:200]}"]}
     result: dict[str, Any] = {
         "ok": True,
         "phase": "done",
         "load_seconds": round(loaded - started, 4),
-        "model_bytes": _parameter_bytes(model),
-        "params": _parameter_count(model),
-        "quantized": _is_quantized(model),
+        "module": type(model).__module__.rpartition("mlx_lm.models.")[2] or None,  # the module that built it
+        **sizes,
+        "expert_bytes": 0,
+        "experts": None,
         "tokenizer": type(getattr(tokenizer, "_tokenizer", tokenizer)).__name__,
         "conversions": {},
         "kv_layout": None,
-        "notes": [],
+        "notes": sizes.get("notes", []),
     }
+    try:
+        result["expert_bytes"], result["experts"] = _experts(model)
+    except Exception as e:  # noqa: BLE001 - a measurement, not the verdict
+        result["notes"].append(f"expert weights not measured: {type(e).__name__}: {str(e)[:200]}")
     try:
         result["kv_layout"] = _kv_layout(model)
     except Exception as e:  # noqa: BLE001 - a measurement, not the verdict: say so and go on
@@ -252,6 +278,7 @@ def main(argv: list[str]) -> int:
         "mlx_lm_version": _package_version("mlx-lm"),
         "mlx_version": _package_version("mlx"),
         "allow_patterns": list(getattr(utils, "DEFAULT_ALLOW_PATTERNS", [])),
+        "tokenizer_libraries": f"transformers {_package_version('transformers')}|tokenizers {_package_version('tokenizers')}",
         "remaps": remaps,
     })
     for line in requests:

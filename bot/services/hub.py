@@ -237,7 +237,13 @@ class HubService:
     async def download_files(self, repo_id: str, revision: str | None, names: list[str]) -> dict[str, Path]:
         """Local paths of small repo files (tokenizer, templates) at a revision, through the download cache."""
         def fetch_all() -> dict[str, Path]:
-            return {name: self._download_path(repo_id, name, revision) for name in names}
+            paths = {}
+            for name in names:
+                deadline = getattr(self._local, "deadline", None)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise HubUnavailable("reading the repo's small files took longer than the deadline")
+                paths[name] = self._download_path(repo_id, name, revision)
+            return paths
 
         try:
             return await self._in_thread(fetch_all)
@@ -296,7 +302,8 @@ class HubService:
                 delay = min(MAX_BACKOFF_SECONDS, hint or self.settings.backoff_base_seconds * 2 ** (attempt - 1))
                 delay *= 1 + random.random() * 0.2
                 out_of_time = deadline is not None and time.monotonic() + delay >= deadline
-                if attempt > self.settings.max_retries or out_of_time:
+                asked_to_wait_longer = hint is not None and hint > MAX_BACKOFF_SECONDS  # retrying sooner is futile
+                if attempt > self.settings.max_retries or out_of_time or asked_to_wait_longer:
                     if _status(e) == 429:
                         raise HubRateLimited(hint) from e
                     raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e

@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,12 +61,20 @@ def write_placeholder_shard(path: Path, tensors: Mapping[str, Tensor], metadata:
 _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, at C speed
 
 
-def stage_model_folder(
-    root: Path, small_files: Mapping[str, Path], shards: Mapping[str, Mapping[str, Tensor]]
-) -> Path:
-    """A fresh folder under `root` with copies of `small_files` and a placeholder per weight shard."""
+FOLDER_PREFIX = "dry-"
+STALE_AFTER_SECONDS = 3600
+
+
+def new_folder(root: Path) -> Path:
+    """A fresh, empty folder for one dry load (absolute: mlx-lm is given it as a path)."""
     root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="dry-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=root)).resolve()
+
+
+def stage_model_folder(
+    folder: Path, small_files: Mapping[str, Path], shards: Mapping[str, Mapping[str, Tensor]]
+) -> Path:
+    """Fill `folder` (from new_folder) with copies of `small_files` and a placeholder per weight shard."""
     try:
         for name, source in small_files.items():
             if name.endswith(".py") or "/" in name or name.startswith("."):
@@ -81,6 +90,19 @@ def stage_model_folder(
 
 def remove_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_folders(root: Path, older_than: float = STALE_AFTER_SECONDS) -> None:
+    """Folders an earlier process left behind (it died mid-dry-load); recent ones may belong to a live process."""
+    if not root.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for folder in root.glob(FOLDER_PREFIX + "*"):
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                remove_folder(folder)
+        except OSError:
+            continue
 
 
 def disk_blocks(path: Path) -> int:

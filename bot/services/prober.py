@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
 MEMORY_POLL_SECONDS = 0.25  # on macOS each look is a `ps`: not every wake-up
 # Only what importing mlx/transformers needs; no secrets (the dry load reads local files only).
-ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "HF_HOME")
+ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 class ProberError(RuntimeError):
@@ -53,6 +54,7 @@ class Hello:
     mlx_lm_version: str
     mlx_version: str
     allow_patterns: list[str] = field(default_factory=list)
+    tokenizer_libraries: str = ""  # "transformers X|tokenizers Y": load_tokenizer's answer depends on them too
 
 
 class Prober:
@@ -68,6 +70,10 @@ class Prober:
 
     # ---- public, thread-safe -----------------------------------------------------------------
     def hello(self) -> Hello:
+        """The running child's versions; starts one if needed. Does not wait for a dry load in progress."""
+        hello, proc = self._hello, self._proc
+        if hello is not None and proc is not None and proc.poll() is None:
+            return hello
         with self._lock:
             return self._ensure_started()
 
@@ -88,6 +94,9 @@ class Prober:
             except ProberError:
                 self._stop()
                 raise
+            except (ValueError, subprocess.TimeoutExpired, OSError) as e:  # a garbled line, a child that won't die
+                self._stop()
+                raise ProberError(f"the dry-load process misbehaved ({type(e).__name__})") from e
             # A fast answer may come before any look at the child's memory: check what it reached now.
             peak = max(resident_bytes(self._proc.pid), int(msg.get("max_rss_bytes") or 0))
             self.peak_rss_bytes = max(self.peak_rss_bytes, peak)
@@ -117,7 +126,9 @@ class Prober:
             return self._hello
         self._stop()
         env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(("MLX_", "METAL_"))}
+        # Offline, and no token at all: not even the one huggingface_hub would read from its token file.
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+                   HF_HUB_DISABLE_IMPLICIT_TOKEN="1", HF_TOKEN_PATH=os.devnull,
                    TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
         args = [self.settings.python, "-m", "bot.services.dry_load_child"]
         for pair in self.settings.remaps:
@@ -137,7 +148,8 @@ class Prober:
         if msg.get("kind") != "hello":
             self._stop()
             raise ProberError("the dry-load process did not start properly")
-        self._hello = Hello(msg["pid"], msg["mlx_lm_version"], msg["mlx_version"], list(msg.get("allow_patterns", [])))
+        self._hello = Hello(msg["pid"], msg["mlx_lm_version"], msg["mlx_version"], list(msg.get("allow_patterns", [])),
+                            str(msg.get("tokenizer_libraries", "")))
         log.info("dry-load process %d started (mlx-lm %s, mlx %s)", self._hello.pid,
                  self._hello.mlx_lm_version, self._hello.mlx_version)
         return self._hello
@@ -192,10 +204,12 @@ class Prober:
         if proc is None:
             return
         if proc.poll() is None:
-            try:
-                proc.kill()
+            try:  # the child leads its own session: whatever it started goes with it
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            except PermissionError:
+                proc.kill()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -190,6 +190,7 @@ class SpareWorker:
             return process
         if process is not None and process.returncode is None:
             _kill_group(process.pid)
+            asyncio.ensure_future(process.wait())  # reaped in the background: no zombie, no open transport
         return None
 
     async def close(self) -> None:
@@ -259,6 +260,10 @@ class TrialProcess:
         except (BrokenPipeError, ConnectionResetError):
             await process.wait()
             return None
+        except BaseException:  # cancelled while handing over the job: the spare is ours, so it goes too
+            _kill_group(process.pid)
+            await asyncio.shield(process.wait())
+            raise
         return process
 
     def _outcome(self, stopped: str | None, reports: _Reports, returncode: int, stderr_tail: str,

@@ -100,6 +100,12 @@ class DryLoadConfig:
 
 
 @dataclass(frozen=True)
+class SpeedConfig:
+    enabled: bool = True  # tokens/s estimates in verdicts, calibrated by this host's trials
+    prompt_tokens: int = 512  # prompt speed is estimated for a prompt this long
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     file: str = ".canrun/canrun.log"
@@ -115,6 +121,7 @@ class Config:
     trials: TrialsConfig = field(default_factory=TrialsConfig)
     predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
     dry_load: DryLoadConfig = field(default_factory=DryLoadConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 
@@ -224,6 +231,8 @@ def _check_ranges(section: str, instance: Any) -> None:
             raise ConfigError(f"[{section}] {f.name}: must not be negative, got {value}")
     if section == "memory" and not 0 < instance.fit_fraction <= 1:
         raise ConfigError(f"[memory] fit_fraction: expected a number in (0, 1], got {instance.fit_fraction}")
+    if section == "speed" and instance.prompt_tokens < 1:
+        raise ConfigError("[speed] prompt_tokens: expected a positive integer")
     if section == "memory" and instance.context_tokens < 1:
         raise ConfigError("[memory] context_tokens: expected a positive integer")
     if section == "trials" and not 0 < instance.max_memory_fraction <= 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.speed import SpeedReport
+
 LOADS = "loads"
 UNSUPPORTED_ARCHITECTURE = "unsupported_architecture"
 UNSUPPORTED_WEIGHTS = "unsupported_weights"
@@ -82,6 +84,8 @@ class Verdict:
     metadata_fetched_at: float | None = None  # unix time the hub was read; older than the ask when cached
     suggestions: list[Suggestion] = field(default_factory=list)
     suggestions_unavailable: list[str] = field(default_factory=list)  # sources that did not answer in time
+    speed: SpeedReport | None = None  # tokens/s on this host, for a verdict that loads
+    fixes: list[dict[str, Any]] = field(default_factory=list)  # what makes a tight or too-large model fit
 
     @property
     def headline(self) -> str:
@@ -108,6 +112,8 @@ class Verdict:
             "metadata_fetched_at": self.metadata_fetched_at,
             "suggestions": [s.to_json() for s in self.suggestions],
             "suggestions_unavailable": list(self.suggestions_unavailable),
+            "speed": self.speed.to_json() if self.speed else None,
+            "fixes": [dict(f) for f in self.fixes],
         }
 
     @classmethod
@@ -122,4 +128,6 @@ class Verdict:
             checked_by=data.get("checked_by", "static"), metadata_fetched_at=data.get("metadata_fetched_at"),
             suggestions=[Suggestion(**s) for s in data.get("suggestions", [])],
             suggestions_unavailable=list(data.get("suggestions_unavailable", [])),
+            speed=SpeedReport.from_json(data["speed"]) if data.get("speed") else None,
+            fixes=[dict(f) for f in data.get("fixes") or []],
         )

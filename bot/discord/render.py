@@ -7,6 +7,7 @@ import discord
 from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
 from bot.discord import safe
+from bot.render import speed as speed_words
 from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
 from bot.services.host import machine_name
 
@@ -44,6 +45,15 @@ def verdict_embed(v: Verdict, host: HostMemory, *, hub_url: str, cached_note: st
                  for k, m in v.memory.items()]
         embed.add_field(name=f"Memory on {machine_name()} ({human_bytes(host.budget_bytes)})",
                         value=safe.clip("\n".join(lines), safe.FIELD_VALUE), inline=False)
+    if v.fixes:
+        embed.add_field(name="What makes it fit", value=_join_within([f"• {safe.rich(f['text'])}" for f in v.fixes],
+                                                                     safe.FIELD_VALUE), inline=False)
+    if v.speed and v.speed.variants:
+        lines = [safe.escape(line) for line in speed_words.generation_lines(v.speed)]
+        lines.append(f"-# {safe.escape(speed_words.label_words(v.speed))}, at {v.speed.context_tokens} tokens of "
+                     f"context; prompt of {v.speed.prompt_tokens} tokens")
+        embed.add_field(name=f"Speed on {machine_name()}", value=safe.clip("\n".join(lines), safe.FIELD_VALUE),
+                        inline=False)
     if v.suggestions:
         per = safe.FIELD_VALUE // max(1, min(len(v.suggestions), 5)) - 2
         lines = [f"• {safe.link(s.title, s.url, per)}" + (f" ({safe.escape(s.detail)})" if s.detail else "")

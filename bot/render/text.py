@@ -6,6 +6,7 @@ import time
 
 from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
+from bot.render import speed as speed_words
 from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
 
 
@@ -34,6 +35,11 @@ def render_verdict(v: Verdict, host: HostMemory) -> str:
             for k, m in v.memory.items()
         ]
         lines.append(f"  memory ({human_bytes(host.budget_bytes)} {host.source}): " + "; ".join(parts))
+    if v.speed and v.speed.variants:
+        lines.append(f"  {speed_words.heading(v.speed)}:")
+        lines += [f"    {line}" for line in speed_words.generation_lines(v.speed)]
+    for fix in v.fixes:
+        lines.append(f"  ↳ {fix['text']}")
     for reason in v.reasons:
         lines.append(f"  - {reason}")
     for s in v.suggestions:

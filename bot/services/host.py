@@ -8,6 +8,8 @@ import platform
 from bot.core.engine import HostMemory
 from bot.core.trial_policy import GB  # decimal, as every `*_gb` of the config and every size canrun prints
 
+METAL_SOURCE = "GPU recommended working set"  # the budget Metal sets, which iogpu.wired_limit_mb raises
+
 
 def machine_name() -> str:
     """How messages name the machine canrun runs on."""
@@ -41,7 +43,7 @@ def gpu_memory() -> HostMemory | None:
     except Exception:  # noqa: BLE001 - no answer from mlx: the caller falls back to RAM
         return None
     if info.get("max_recommended_working_set_size"):  # Metal: what macOS lets the GPU wire, below total RAM
-        return HostMemory(int(info["max_recommended_working_set_size"]), "GPU recommended working set")
+        return HostMemory(int(info["max_recommended_working_set_size"]), METAL_SOURCE)
     if info.get("total_memory"):  # CUDA: the card's own memory bounds the model, not the host's RAM
         return HostMemory(int(info["total_memory"]), f"{info.get('device_name') or 'GPU'} memory")
     return None

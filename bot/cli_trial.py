@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 from bot.cli import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE, open_store
 from bot.config import Config
 from bot.core.repo_id import RepoIdError, echo, parse_repo
+from bot.core.speed import trial_prediction
 from bot.render.progress import ProgressPrinter
 from bot.render.trial_result import REFUSED, UNCHECKED, not_run_json, render_trial, trial_json
 from bot.render.units import human_bytes
@@ -89,11 +90,13 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
         if store is not None:
             await store.close()
 
+    prediction = (trial_prediction(verdict.speed, outcome.result)
+                  if verdict.speed is not None and outcome.status == SUCCEEDED else None)
     if args.json:
         print(json.dumps(trial_json(ref.repo_id, ref.revision, verdict.verdict, outcome, prompt=prompt,
-                                    max_tokens=max_tokens)), flush=True)
+                                    max_tokens=max_tokens, prediction=prediction)), flush=True)
     else:
-        print(render_trial(str(ref), outcome, prompt=prompt), flush=True)
+        print(render_trial(str(ref), outcome, prompt=prompt, prediction=prediction), flush=True)
     if outcome.status == CANCELLED:
         return 128 + (caught[0] if caught else signal.SIGINT)
     return EXIT_OK if outcome.status == SUCCEEDED else EXIT_UNCHECKED

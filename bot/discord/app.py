@@ -116,12 +116,27 @@ class CanrunBot(commands.Bot):
 
     async def _after_trial(self, trial: Trial) -> None:
         try:
+            await self._compare_speed(trial)
             settlement = await self.game_events.trial_ended(trial)
             if settlement is not None:
                 await self._announce_settlement(trial, settlement)
         finally:
             await asyncio.to_thread(self.model_cache.after_trial, trial.repo_id, self._leases.pop(trial.id, None),
                                     keep=self.config.trials.keep_after_trial)
+
+    async def _compare_speed(self, trial: Trial) -> None:
+        """Keep beside the trial's numbers what canrun predicted for it (shown in its embed)."""
+        if trial.status != "succeeded" or self.checker.speed is None:
+            return
+        try:
+            compared = await self.checker.speed.trial_prediction(trial.repo_id, trial.revision, trial.result)
+        except Exception:  # noqa: BLE001 - a comparison, never a reason to lose the trial's end
+            log.exception("no speed comparison for trial #%s", trial.id)
+            return
+        if compared is not None:
+            trial.result["speed_prediction"] = compared
+            async with self.store.transaction() as db:
+                await db.execute("UPDATE trials SET result = ? WHERE id = ?", (json.dumps(trial.result), trial.id))
 
     async def _announce_settlement(self, trial: Trial, settlement: game.Settlement) -> None:
         """Say in the trial's channel what it settled, and which verdict-based scores it overturned."""

@@ -6,6 +6,7 @@ import discord
 
 from bot.discord import safe
 from bot.render.progress import PHASE_WORDS, bar, share
+from bot.render.speed import prediction_line
 from bot.render.units import human_bytes
 from bot.services.trial_queue import Trial
 from bot.services.trial_runner import TrialProgress
@@ -59,7 +60,10 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
             f"generation {r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else None,
             f"peak memory {human_bytes(r['peak_memory_bytes'])}" if r.get("peak_memory_bytes") else None,
         ]
-        embed.add_field(name="Numbers", value=" · ".join(n for n in numbers if n) or "none", inline=False)
+        value = " · ".join(n for n in numbers if n) or "none"
+        if r.get("speed_prediction"):  # canrun's estimate beside the measurement: the group sees it learn
+            value += "\n" + prediction_line(r["speed_prediction"])
+        embed.add_field(name="Numbers", value=value, inline=False)
         versions = f"{safe.escape(str(r.get('device', '?')))} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
         embed.add_field(name="Machine", value=safe.clip(versions, safe.FIELD_VALUE), inline=False)
     if r.get("text"):

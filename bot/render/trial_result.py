@@ -6,6 +6,7 @@ import unicodedata
 from typing import Any
 
 from bot.render.progress import PHASE_WORDS
+from bot.render.speed import prediction_line
 from bot.render.units import human_bytes
 from bot.services.trial_runner import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
 
@@ -14,7 +15,7 @@ REFUSED, UNCHECKED = "refused", "unchecked"
 CHECK_PHASE = "check"  # the phase such a trial ended in: the checks before any worker
 
 
-def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
+def render_trial(name: str, outcome: TrialOutcome, *, prompt: str, prediction: dict[str, Any] | None = None) -> str:
     r = outcome.result
     took = f" ({outcome.duration_seconds:.1f} s)"
     while_ = PHASE_WORDS.get(outcome.phase or "", "starting")
@@ -37,6 +38,8 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
     ]
     if any(numbers):
         lines.append("  " + " · ".join(n for n in numbers if n))
+    if prediction:
+        lines.append("  " + prediction_line(prediction))
     if "device" in r:
         machine = f"{r['device']} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
         if r.get("download_bytes"):
@@ -51,12 +54,14 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str) -> str:
 
 
 def trial_json(repo: str, revision: str | None, verdict: str, outcome: TrialOutcome, *, prompt: str,
-               max_tokens: int) -> dict[str, Any]:
-    """One object: how it ended, then the worker's result fields (those known, after a failure)."""
+               max_tokens: int, prediction: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One object: how it ended, then the worker's result fields (those known, after a failure), and canrun's
+    speed prediction beside the measurement (`speed_prediction`, null when there was none)."""
     return {
         "repo": repo, "revision": revision, "verdict": verdict, "status": outcome.status, "phase": outcome.phase,
         "error": outcome.error, "duration_seconds": round(outcome.duration_seconds, 3), "prompt": prompt,
         "max_tokens": max_tokens, **{k: v for k, v in outcome.result.items() if k != "ok"},
+        "speed_prediction": prediction,
     }
 
 

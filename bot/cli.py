@@ -1,4 +1,4 @@
-"""The `canrun` command: check | list architectures | trial | migrate | bot (and the internal trial-worker).
+"""The `canrun` command: check | list architectures | trial | migrate | bot | secrets (and the internal trial-worker).
 
 Exit codes (contract): 0 every repo got a verdict, 2 malformed input or configuration,
 1 a repo could not be checked (Hugging Face unreachable) or the store failed.
@@ -16,6 +16,7 @@ import sys
 from typing import Sequence
 
 from bot.cli_logging import cli_logging
+from bot.cli_secrets import add_secrets_parser
 from bot.config import Config, ConfigError, load_config
 from bot.core.repo_id import RepoIdError, RepoRef, echo, parse_repo
 
@@ -24,14 +25,17 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
 NO_TOKEN_HELP = """\
-canrun: DISCORD_TOKEN is not set, so the bot cannot start.
+canrun: DISCORD_TOKEN is not set (neither in the environment nor in the keychain), so the bot cannot start.
 
 To get a token:
   1. Open https://discord.com/developers/applications and create a New Application.
   2. Under "Bot", press "Reset Token", copy it, and keep it secret.
   3. Under "OAuth2 → URL Generator", tick the scopes `bot` and `applications.commands`,
      open the generated URL and invite the bot to your server.
-  4. Start it with:  DISCORD_TOKEN=... make run
+  4. Store it in the system keychain (asked without echo), then start the bot:
+       .venv/bin/canrun secrets set DISCORD_TOKEN
+       make run
+     or, without a keychain:  DISCORD_TOKEN=... make run
 
 Meanwhile the same verdicts work in the terminal:
   .venv/bin/canrun check mlx-community/Qwen3-0.6B-4bit
@@ -105,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
-    sub.add_parser("bot", parents=[common], help="run the Discord bot (token from DISCORD_TOKEN)")
+    sub.add_parser("bot", parents=[common], help="run the Discord bot (token: DISCORD_TOKEN, from the environment or the keychain)")
+    add_secrets_parser(sub, common, _Parser)
 
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # the internal commands below stay out of the help
     worker = sub.add_parser("trial-worker")  # started by the bot for a trial load: bot/services/trial_runner.py
@@ -130,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.services import trial_worker
 
         return trial_worker.main(args)
+    if args.command == "secrets":  # needs no configuration: a broken config.toml must not keep a token out
+        from bot.cli_secrets import run_secrets
+
+        with cli_logging(args.verbose):
+            return run_secrets(args)
     with cli_logging(args.verbose):
         try:
             return _run(args)

@@ -1,4 +1,4 @@
-"""Configuration: a TOML file validated at start, secrets only from the environment.
+"""Configuration: a TOML file validated at start; secrets from the environment or the system keychain, never the file.
 
 Every key has a safe default, so `canrun check` works with no file at all. A wrong key or type is
 a ConfigError whose message names the key, e.g. "[hub] cache_ttl_seconds: expected an integer".
@@ -134,21 +134,28 @@ class Config:
     def github_api(self) -> str:
         return (os.environ.get("CANRUN_GITHUB_API") or self.suggestions.github_api or DEFAULT_GITHUB_API).rstrip("/")
 
+    # Secrets: the environment, else the system keychain (`canrun secrets set NAME`), never this file.
     @property
     def hf_token(self) -> str | None:
-        return os.environ.get("HF_TOKEN") or None
+        return _secret("HF_TOKEN")
 
     @property
     def github_token(self) -> str | None:
-        return os.environ.get("GITHUB_TOKEN") or None
+        return _secret("GITHUB_TOKEN")
 
     @property
     def discord_token(self) -> str | None:
-        return os.environ.get("DISCORD_TOKEN") or None
+        return _secret("DISCORD_TOKEN")
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+
+def _secret(name: str) -> str | None:
+    from bot.services.keychain import secret
+
+    return secret(name)
 
 
 _SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "base_dir"}

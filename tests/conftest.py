@@ -28,6 +28,8 @@ from bot.services.store import Store  # noqa: E402
 for _var in ("HF_TOKEN", "GITHUB_TOKEN", "DISCORD_TOKEN", "HF_ENDPOINT", "CANRUN_GITHUB_API", "CANRUN_CONFIG"):
     os.environ.pop(_var, None)
 os.environ.pop("HF_HUB_OFFLINE", None)
+# Nor the developer's keychain: keyring's own switch, read by this process and every child (`canrun secrets`).
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
 GIB = 1024**3
 

@@ -41,6 +41,19 @@ def capability_table() -> CapabilityTable:
 
 
 @pytest.fixture
+def keychain():
+    """An empty in-memory keychain for this test (keyring's own switch; put back afterwards)."""
+    import keyring
+
+    from tests.fakes.keyring_backend import MemoryKeyring
+
+    before, kr = keyring.get_keyring(), MemoryKeyring()
+    keyring.set_keyring(kr)
+    yield kr
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
 def host_16gb() -> HostMemory:
     return HostMemory(16 * GIB, "test budget")
 

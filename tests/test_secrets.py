@@ -14,19 +14,9 @@ import pytest
 from bot.cli import main
 from bot.config import Config
 from bot.services.keychain import KEYCHAIN_SERVICE, secret, secret_status
-from tests.fakes.keyring_backend import MemoryKeyring
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tok-3c1f-never-printed"
-
-
-@pytest.fixture
-def keychain():
-    before = keyring.get_keyring()
-    kr = MemoryKeyring()
-    keyring.set_keyring(kr)
-    yield kr
-    keyring.set_keyring(before)
 
 
 def run_bot_cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:

@@ -48,11 +48,15 @@ def secret(name: str) -> str | None:
 def secret_status(name: str) -> SecretStatus:
     if os.environ.get(name):
         return SecretStatus(name, "environment")
+    return SecretStatus(name, "keychain" if in_keychain(name) else None)
+
+
+def in_keychain(name: str) -> bool:
+    """Whether the keychain holds `name`, whatever the environment says (a service does not see the shell's)."""
     try:
-        stored = _keyring().get_password(KEYCHAIN_SERVICE, name)
+        return bool(_keyring().get_password(KEYCHAIN_SERVICE, name))
     except Exception:  # noqa: BLE001 - as in secret()
-        stored = None
-    return SecretStatus(name, "keychain" if stored else None)
+        return False
 
 
 def keychain_name() -> str | None:

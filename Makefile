@@ -4,7 +4,11 @@ VENV   ?= .venv
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.canrun-installed
+# MLX's build on Linux: cpu (the default, no GPU needed) or cuda (an NVIDIA GPU, MLX's CUDA 13 build).
+# macOS always uses Metal, whatever this says.
+MLX    ?= cpu
+$(if $(filter-out cpu cuda,$(MLX)),$(error MLX=$(MLX): expected MLX=cpu (the default) or MLX=cuda))
+STAMP  := $(VENV)/.canrun-installed-$(MLX)
 
 .PHONY: run test bench install clean
 
@@ -29,10 +33,13 @@ $(PY):
 	@test -n "$(PYTHON)" || { echo "canrun needs Python 3.11 or newer (on macOS: brew install python@3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the dependencies change.
+# Reinstall when the dependencies or the MLX build change. The other build goes first: both install the same
+# library file, so they cannot be installed together.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip uninstall --quiet --yes $(if $(filter cuda,$(MLX)),mlx-cpu,mlx-cuda-13 mlx-cuda-12) 2>/dev/null || true
+	$(PY) -m pip install --quiet -e '.[test,$(MLX)]'
+	@rm -f $(VENV)/.canrun-installed*
 	@touch $@
 
 clean:

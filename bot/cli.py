@@ -1,4 +1,4 @@
-"""The `canrun` command: check | list architectures | trial | migrate | bot | secrets | service (and the internal trial-worker).
+"""The `canrun` command: check | list architectures | trial | migrate | bot | secrets | service | host (and the internal trial-worker).
 
 Exit codes (contract): 0 every repo got a verdict, 2 malformed input or configuration,
 1 a repo could not be checked (Hugging Face unreachable) or the store failed.
@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Sequence
 
+from bot.cli_host import add_host_parser
 from bot.cli_logging import cli_logging
 from bot.cli_secrets import add_secrets_parser
 from bot.cli_service import add_service_parser
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bot", parents=[common], help="run the Discord bot (token: DISCORD_TOKEN, from the environment or the keychain)")
     add_secrets_parser(sub, common, _Parser)
     add_service_parser(sub, common, _Parser)
+    add_host_parser(sub, common)
 
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # the internal commands below stay out of the help
     worker = sub.add_parser("trial-worker")  # started by the bot for a trial load: bot/services/trial_runner.py
@@ -166,6 +168,10 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "bot":
             return _bot(config)
+        if args.command == "host":
+            from bot.cli_host import run_host
+
+            return run_host(args, config)
         if args.command == "service":
             from bot.cli_service import run_service
 

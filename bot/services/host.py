@@ -1,19 +1,39 @@
-"""What this machine offers a model: the memory budget the verdict's fit is measured against."""
+"""This machine as canrun sees it (bot/core/host_model.py): the facts gathered here, from MLX and the OS."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+from typing import Any
 
 from bot.core.engine import HostMemory
-from bot.core.trial_policy import GB  # decimal, as every `*_gb` of the config and every size canrun prints
+from bot.core.host_model import CPU, METAL_SOURCE, Host, describe_host
 
-METAL_SOURCE = "GPU recommended working set"  # the budget Metal sets, which iogpu.wired_limit_mb raises
+__all__ = ["METAL_SOURCE", "gpu_memory", "host_memory", "machine_name", "physical_memory_bytes", "this_host"]
+
+
+def this_host(budget_gb: float = 0.0) -> Host:
+    """The host model: kind, device, memory budget (`budget_gb` > 0 wins) and its name in messages."""
+    gpu_info, cpu_name = _mlx_facts()
+    return describe_host(platform.system(), gpu_info, physical_memory_bytes(), budget_gb, cpu_name)
 
 
 def machine_name() -> str:
-    """How messages name the machine canrun runs on."""
-    return "this Mac" if platform.system() == "Darwin" else "this machine"
+    """How messages name the machine canrun runs on: "this Mac", "this machine's GPU (NVIDIA H200)", ..."""
+    return this_host().name
+
+
+def host_memory(budget_gb: float = 0.0) -> HostMemory:
+    """The configured budget, else what MLX's GPU may use (Metal's recommended working set on a Mac, the card's
+    memory under CUDA), else physical RAM (MLX on the CPU)."""
+    return this_host(budget_gb).memory
+
+
+def gpu_memory() -> HostMemory | None:
+    """The memory MLX's default GPU offers a model, or None when MLX runs on the CPU here (or is missing)."""
+    host = this_host()
+    return None if host.kind == CPU else host.memory
 
 
 def physical_memory_bytes() -> int:
@@ -23,27 +43,16 @@ def physical_memory_bytes() -> int:
         return 0
 
 
-def host_memory(budget_gb: float = 0.0) -> HostMemory:
-    """The configured budget, else what MLX's GPU may use (Metal's recommended working set on a Mac, the card's
-    memory under CUDA), else physical RAM (MLX on the CPU)."""
-    if budget_gb > 0:
-        return HostMemory(int(budget_gb * GB), "configured budget")
-    gpu = gpu_memory()
-    return gpu if gpu is not None else HostMemory(physical_memory_bytes(), "physical RAM")
-
-
-def gpu_memory() -> HostMemory | None:
-    """The memory MLX's default GPU offers a model, or None when MLX runs on the CPU here (or is missing)."""
+@functools.lru_cache(maxsize=1)
+def _mlx_facts() -> tuple[dict[str, Any] | None, str]:
+    """MLX's device_info() when its default device is a GPU (else None), and the CPU's name. Asked once: the
+    devices do not change while canrun runs."""
     try:
         import mlx.core as mx  # mlx.core alone: a fraction of a second, unlike mlx-lm
 
+        info = dict(mx.device_info())
         if mx.default_device().type != mx.DeviceType.gpu:
-            return None
-        info = mx.device_info()
-    except Exception:  # noqa: BLE001 - no answer from mlx: the caller falls back to RAM
-        return None
-    if info.get("max_recommended_working_set_size"):  # Metal: what macOS lets the GPU wire, below total RAM
-        return HostMemory(int(info["max_recommended_working_set_size"]), METAL_SOURCE)
-    if info.get("total_memory"):  # CUDA: the card's own memory bounds the model, not the host's RAM
-        return HostMemory(int(info["total_memory"]), f"{info.get('device_name') or 'GPU'} memory")
-    return None
+            return None, str(info.get("device_name") or platform.machine())
+        return info, ""
+    except Exception:  # noqa: BLE001 - no answer from mlx: a CPU host, its budget the RAM
+        return None, platform.machine()

@@ -7,7 +7,7 @@ once (untimed). Then, alternating, REPS times each:
   cold   canrun's trial path starting its worker process for the trial (warm_worker = false)
   plain  `python -m mlx_lm generate --model DIR --prompt P --max-tokens N` from a shell: the clock starts at the
          spawn, the first token is the first text after mlx-lm's "==========" line
-All three load the same files from disk and generate greedily from the same prompt. The trial sides include
+All three load the same files from disk and generate greedily from the same prompt: the trials' default one. The trial sides include
 their check against the hub (one model_info request) and the worker's protocol.
 
 Run: `python bench/first_token.py` (or `make bench`); `--reps N` (default 5), `--params 100M|1B|3B`.
@@ -36,12 +36,14 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
 
-from bench.trial import PROMPT, SIZES  # noqa: E402
+from bench.trial import SIZES  # noqa: E402
+from bot.config import TrialsConfig  # noqa: E402
 from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, _worker_env, start_trial  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
 from tests.fakes.tiny_model import params_of, tiny_llama_files  # noqa: E402
 
 REPS, MAX_TOKENS, TARGET = 5, 8, 0.5
+PROMPT = TrialsConfig().default_prompt  # what a /trial without a prompt generates from
 READY_TIMEOUT = 300.0  # importing mlx-lm where transformers imports torch takes tens of seconds
 
 

@@ -113,6 +113,8 @@ def test_the_report_round_trips_and_a_trial_of_the_repo_is_measured():
     trial = Sample(2.1e9, 42.0, FLOAT)
     measured = speed.report(inputs, models, device="d", context_tokens=4096, prompt_tokens=512, measured=trial)
     assert measured.label == speed.MEASURED and measured.variants["as_is"].generation_tps.point == 42.0
+    assert measured.basis == ("a trial of this repo and revision on this host (the rest calibrated by 4 trials of "
+                              "16/32-bit models on this host)")
 
 
 def test_a_trial_becomes_a_sample_with_the_kv_read_at_its_own_context():

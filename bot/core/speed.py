@@ -171,6 +171,7 @@ def calibrate(samples: Iterable[Sample], fmt: str, fallback: HostModel) -> HostM
 
 
 _FORMAT_WORDS = {FLOAT: "16/32-bit", QUANTIZED: "quantized"}
+_LABEL_WORDS = {ESTIMATED: "estimated from", CALIBRATED: "calibrated by"}
 
 
 # ---- what the model reads per token --------------------------------------------------------------------
@@ -279,7 +280,8 @@ def report(inputs: SpeedInputs, models: dict[str, HostModel], *, device: str, co
         gen = measured.generation_tps
         variants["as_is"] = VariantSpeed(variants["as_is"].bytes_per_token, Range(gen, gen, gen),
                                          variants["as_is"].prompt_tps)
-        label, basis = MEASURED, "a trial of this repo and revision on this host"
+        label = MEASURED
+        basis = f"a trial of this repo and revision on this host (the rest {_LABEL_WORDS[main.label]} {main.basis})"
     return SpeedReport(label, basis, device, context_tokens, prompt_tokens, variants, main.samples, inputs.as_is_format,
                        int(inputs.weights.get("as_is", 0) * inputs.active), inputs.kv_bytes / max(1, context_tokens),
                        int(inputs.params * inputs.active) if inputs.params else None, main.point_line(),

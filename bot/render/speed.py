@@ -20,7 +20,7 @@ def _n(x: float) -> str:
 def label_words(report: SpeedReport) -> str:
     """Which evidence the figures rest on."""
     if report.label == MEASURED:
-        return "measured"
+        return f"measured by {report.basis}"
     if report.label == CALIBRATED:
         return f"calibrated by {report.basis}"
     return f"estimated from {report.basis}"

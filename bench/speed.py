@@ -1,0 +1,159 @@
+"""Benchmark: canrun's tokens/s estimate against real generation, leave-one-out, next to the naive rule.
+
+Scenario: random Llamas (tied embeddings, 32k vocabulary, real safetensors and tokenizer files) of about 25M,
+100M, 400M and 1B parameters, in bf16 and MLX 4-bit, each loaded with mlx_lm.load and measured with
+mlx_lm.stream_generate on this machine (an untimed warm-up first, then the median of up to --reps runs, as many
+as fit in 20 s, one at least). Then, for each
+model, the estimator is calibrated on the other models' measurements (bot.core.speed.calibrate, which fits the
+same weight format first, as it does with a host's trials) and predicts the left-out one. Beside it:
+  naive   the rule most tools use: memory bandwidth / weight bytes x 0.5 (bandwidth as canrun finds it here:
+          Apple's table on a Mac, else a probe with mlx)
+  prior   canrun's own answer with no trials at all (the "estimated" label)
+Errors are (predicted - measured) / measured. Target: median |error| <= 15 % and below the naive rule's on
+every model.
+
+Run: `python bench/speed.py` (or `make bench`); `--reps N` (default 5), `--max-tokens N` (default 8),
+`--sizes 25M,100M` to run fewer. The last line is one JSON object:
+  device, bandwidth_gbps, bandwidth_basis        the host as canrun sees it
+  models: {"<size> <format>": {params, bytes_per_token, measured_tps, predicted_tps, error_pct, naive_tps,
+           naive_error_pct, prior_error_pct, measured_prompt_tps, predicted_prompt_tps, prompt_error_pct}}
+  median_abs_error_pct, naive_median_abs_error_pct, prior_median_abs_error_pct, prompt_median_abs_error_pct
+  better_than_naive_on_every_model, target_met
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import mlx.core as mx  # noqa: E402
+import mlx_lm  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
+
+from bot.core import speed  # noqa: E402
+from bot.services.host_speed import host_bandwidth  # noqa: E402
+from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model  # noqa: E402
+
+SIZES = {
+    "25M": dict(hidden_size=384, layers=6, heads=6, kv_heads=2, intermediate=1024, vocab_size=32000),
+    "100M": dict(hidden_size=768, layers=12, heads=12, kv_heads=4, intermediate=2048, vocab_size=32000),
+    "400M": dict(hidden_size=1024, layers=24, heads=16, kv_heads=4, intermediate=4096, vocab_size=32000),
+    "1B": dict(hidden_size=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab_size=32000),
+}
+FORMATS = {"bf16": None, "4bit": 4}
+PROMPT = "the quick brown fox jumps over the lazy dog."
+TARGET_PCT = 15.0
+REP_BUDGET_S = 20.0  # per model: more runs while they are cheap
+NAIVE_EFFICIENCY = 0.5
+
+
+def measure(path: Path, reps: int, max_tokens: int) -> tuple[dict, int]:
+    """Median generation and prompt tokens/s of up to `reps` runs after a warm-up (fewer once REP_BUDGET_S is
+    spent: a 25M model gets several cheap runs, a 1B 4-bit one on a CPU one), and the bytes mlx holds."""
+    model, tokenizer = mlx_lm.load(str(path))
+    weights = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    tokens = tokenizer.encode(PROMPT)
+    for _ in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=2):  # warm-up
+        pass
+    runs, started = [], time.perf_counter()
+    while len(runs) < reps and (not runs or time.perf_counter() - started < REP_BUDGET_S):
+        for last in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=max_tokens):
+            pass
+        runs.append(last)
+    del model
+    mx.clear_cache()
+    return {
+        "generation_tps": statistics.median(r.generation_tps for r in runs),
+        "prompt_tps": statistics.median(r.prompt_tps for r in runs),
+        "prompt_tokens": runs[0].prompt_tokens,
+        "generation_tokens": runs[0].generation_tokens,
+    }, weights
+
+
+def kv_per_token(shape: dict) -> int:
+    head_dim = shape["hidden_size"] // shape["heads"]
+    return 2 * shape["layers"] * shape["kv_heads"] * head_dim * 2  # K and V, 16-bit
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    args = parser.parse_args()
+    host = asyncio.run(host_bandwidth())
+    samples: dict[str, speed.Sample] = {}
+    params: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="canrun-bench-speed-") as tmp:
+        for size in args.sizes.split(","):
+            for fmt, bits in FORMATS.items():
+                key = f"{size} {fmt}"
+                files = tiny_llama_files(**SIZES[size], quantize_bits=bits)
+                params[key] = params_of(files)
+                path = write_model(Path(tmp) / key.replace(" ", "-"), files)
+                del files
+                result, weights = measure(path, args.reps, args.max_tokens)
+                context = result["prompt_tokens"] + result["generation_tokens"]
+                samples[key] = speed.Sample(
+                    weights + kv_per_token(SIZES[size]) * context, result["generation_tps"],
+                    speed.QUANTIZED if bits else speed.FLOAT, params[key], result["prompt_tokens"],
+                    result["prompt_tps"], key)
+                print(f"measured {key}: {result['generation_tps']:.2f} tok/s", file=sys.stderr, flush=True)
+
+    prior = speed.prior(host.bandwidth_bps, host.basis)
+    rows = {}
+    for key, s in samples.items():
+        others = [o for k, o in samples.items() if k != key]
+        model = speed.calibrate(others, s.fmt, prior)
+        predicted = model.generation_tps(s.bytes_per_token).point
+        naive = host.bandwidth_bps / (s.bytes_per_token) * NAIVE_EFFICIENCY
+        prompt = model.prompt_tps(s.active_params, s.prompt_tokens).point
+        rows[key] = {
+            "params": s.active_params, "bytes_per_token": int(s.bytes_per_token),
+            "measured_tps": round(s.generation_tps, 3), "predicted_tps": round(predicted, 3),
+            "error_pct": round(speed.error_percent(predicted, s.generation_tps), 1),
+            "naive_tps": round(naive, 3), "naive_error_pct": round(speed.error_percent(naive, s.generation_tps), 1),
+            "prior_error_pct": round(speed.error_percent(prior.generation_tps(s.bytes_per_token).point,
+                                                         s.generation_tps), 1),
+            "measured_prompt_tps": round(s.prompt_tps, 3), "predicted_prompt_tps": round(prompt, 3),
+            "prompt_error_pct": round(speed.error_percent(prompt, s.prompt_tps), 1),
+            "calibrated_on": model.samples,
+        }
+
+    def median_abs(field: str) -> float:
+        return round(statistics.median(abs(r[field]) for r in rows.values()), 1)
+
+    print(f"{host.device}; bandwidth {host.basis}. Leave-one-out: each model predicted from the others.")
+    print(f"{'model':<12}{'bytes/token':>13}{'measured':>10}{'predicted':>11}{'error':>9}{'naive':>10}"
+          f"{'naive err':>11}{'prior err':>11}{'prompt err':>12}")
+    for key, r in rows.items():
+        print(f"{key:<12}{r['bytes_per_token'] / 1e6:>11.1f}MB{r['measured_tps']:>10.2f}{r['predicted_tps']:>11.2f}"
+              f"{r['error_pct']:>8.1f}%{r['naive_tps']:>10.2f}{r['naive_error_pct']:>10.1f}%"
+              f"{r['prior_error_pct']:>10.1f}%{r['prompt_error_pct']:>11.1f}%")
+    median, naive_median = median_abs("error_pct"), median_abs("naive_error_pct")
+    better = all(abs(r["error_pct"]) < abs(r["naive_error_pct"]) for r in rows.values())
+    print(f"median |error|: canrun {median} %, naive rule {naive_median} %, no-trial prior "
+          f"{median_abs('prior_error_pct')} %; prompt {median_abs('prompt_error_pct')} %. "
+          f"Better than naive on every model: {better}. Target (<= {TARGET_PCT:g} %): "
+          f"{'met' if median <= TARGET_PCT and better else 'not met'}")
+    print(json.dumps({
+        "device": host.device, "bandwidth_gbps": round(host.bandwidth_bps / 1e9, 2), "bandwidth_basis": host.basis,
+        "models": rows, "median_abs_error_pct": median, "naive_median_abs_error_pct": naive_median,
+        "prior_median_abs_error_pct": median_abs("prior_error_pct"),
+        "prompt_median_abs_error_pct": median_abs("prompt_error_pct"),
+        "better_than_naive_on_every_model": better, "target_met": median <= TARGET_PCT and better,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

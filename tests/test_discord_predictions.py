@@ -20,7 +20,9 @@ LOADS_REPO = "mistralai/Mistral-7B-v0.1"  # the zoo's verdict: loads
 GGUF_REPO = "TheBloke/Llama-2-7B-GGUF"  # the zoo's verdict: unsupported_weights
 GATED_REPO = "meta-llama/Llama-3.1-8B"  # the zoo's verdict: gated
 GAME = {"min_settled": 1}
-TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
+# warm_worker off: a spare imports mlx-lm beside every test; test_discord_trials runs the default (on) end to end.
+TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4,
+          "warm_worker": False}
 
 
 @pytest.fixture(scope="module", autouse=True)

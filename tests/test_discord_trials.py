@@ -14,7 +14,9 @@ from tests.fakes.tiny_model import tiny_llama_files
 from tests.test_discord_bot import GAME_COMMANDS, fake, make_config, start_bot  # noqa: F401 - fixtures
 from tests.waiting import eventually
 
-TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4}
+# warm_worker off: a spare imports mlx-lm beside every test; test_discord_trials runs the default (on) end to end.
+TRIALS = {"enabled": True, "progress_interval_seconds": 0.2, "min_free_disk_gb": 0.0, "default_max_tokens": 4,
+          "warm_worker": False}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,7 +48,7 @@ async def test_trial_commands_exist_only_when_enabled(fake, start_bot):
 
 
 async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):
-    await start_bot(trials=TRIALS)
+    bot = await start_bot(trials={**TRIALS, "warm_worker": True})  # as the bot runs by default
     names = {c["name"]: c for c in fake.registered_commands(fake.guild_ids[0])}
     assert {"trial", "trials"} <= set(names)
     assert int(names["trial"]["default_member_permissions"]) == 1 << 5  # manage_guild: hidden from members
@@ -63,6 +65,7 @@ async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):
     assert fields["Generated"].startswith("```")
     assert done.json["allowed_mentions"] == {"parse": []}
     assert done.json.get("components") == []  # no Cancel button once it is over
+    assert (await bot.trial_queue.get(1)).result["warm_worker"] is True  # the worker started ahead ran it
     edits = [r for r in fake.interaction_responses(interaction.id) if r.method == "PATCH"]
     shown = [json.dumps(r.json, ensure_ascii=False) for r in edits]
     assert any("downloading" in s for s in shown) and any("Cancel" in s for s in shown)

@@ -78,7 +78,9 @@ class QueueSettings:
     endpoint: str = "https://huggingface.co"
     hf_token: str | None = None
     cache_dir: Path = Path(".canrun/models")
-    warm_worker: bool = True  # keep a worker started ahead while no trial runs (bot.services.trial_runner.SpareWorker)
+    # Keep a worker started ahead while no trial runs (trial_runner.SpareWorker); the bot sets it from
+    # [trials] warm_worker (on by default there).
+    warm_worker: bool = False
 
 
 async def first_judged_at(store: Store, repo_id: str) -> float | None:

@@ -147,8 +147,6 @@ def exact_memory(outcome: DryLoadOutcome, kv_fallback: int, context_tokens: int,
     if not outcome.ok or outcome.model_bytes is None:
         return None
     kv = kv_cache_bytes(outcome.kv_layout, context_tokens) if outcome.kv_layout else kv_fallback
-    report = {"as_is": memory.fit(memory.need_bytes(outcome.model_bytes, kv), budget, fit_fraction)}
-    for key, size in sorted(outcome.conversions.items(), reverse=True):  # "8bit" before "4bit"
-        if size < outcome.model_bytes * 0.9:
-            report[key] = memory.fit(memory.need_bytes(size, kv), budget, fit_fraction)
-    return report
+    conversions = dict(sorted(outcome.conversions.items(), reverse=True))  # "8bit" before "4bit"
+    return memory.fit_report(as_is=outcome.model_bytes, conversions=conversions, reference=outcome.model_bytes,
+                             kv_cache=kv, budget=budget, fit_fraction=fit_fraction)

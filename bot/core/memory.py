@@ -88,13 +88,22 @@ def memory_report(
     budget: int,
     fit_fraction: float,
 ) -> dict[str, MemoryFit]:
-    """Fit at the repo's own precision and as 8-bit / 4-bit conversions (when smaller)."""
+    """Fit at the repo's own precision and as 8-bit / 4-bit conversions (when smaller), estimated from the files."""
+    return fit_report(
+        as_is=int(weights_bytes * memory_factor) if weights_bytes is not None else None,
+        conversions={key: int(params * bits / 8) for key, bits in CONVERSION_BITS.items()} if params else {},
+        reference=weights_bytes, kv_cache=kv_cache, budget=budget, fit_fraction=fit_fraction,
+    )
+
+
+def fit_report(*, as_is: int | None, conversions: dict[str, int], reference: int | None, kv_cache: int,
+               budget: int, fit_fraction: float) -> dict[str, MemoryFit]:
+    """The fit of the model as it is and of each conversion ("8bit", "4bit": bytes), a conversion listed only
+    when clearly smaller than `reference` (the repo as it is; None: always)."""
     report: dict[str, MemoryFit] = {}
-    if weights_bytes is not None:
-        report["as_is"] = fit(need_bytes(int(weights_bytes * memory_factor), kv_cache), budget, fit_fraction)
-    if params:
-        for key, bits in CONVERSION_BITS.items():
-            converted = int(params * bits / 8)
-            if weights_bytes is None or converted < weights_bytes * 0.9:
-                report[key] = fit(need_bytes(converted, kv_cache), budget, fit_fraction)
+    if as_is is not None:
+        report["as_is"] = fit(need_bytes(as_is, kv_cache), budget, fit_fraction)
+    for key, size in conversions.items():
+        if reference is None or size < reference * 0.9:
+            report[key] = fit(need_bytes(size, kv_cache), budget, fit_fraction)
     return report

@@ -54,10 +54,14 @@ def _trial_process(config: Path, repo: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _workers(repo: str) -> list[int]:
-    """Trial workers of `repo` running now, found as a user would, with ps."""
-    listing = subprocess.run(["ps", "-ww", "-Ao", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if "trial-worker" in line and f"--repo={repo}" in line]
+def _workers(repo: str, *parents: subprocess.Popen) -> list[int]:
+    """Trial workers of `repo` that `parents` started, found as a user would, with ps. Only theirs: another test
+    run on this host may have workers of the same repo."""
+    listing = subprocess.run(["ps", "-ww", "-Ao", "pid=,ppid=,args="], capture_output=True, text=True,
+                             check=True).stdout
+    ours = {proc.pid for proc in parents}
+    return [int(pid) for pid, ppid, args in (line.split(None, 2) for line in listing.splitlines() if line.strip())
+            if int(ppid) in ours and "trial-worker" in args and f"--repo={repo}" in args]
 
 
 def _stop(*procs: subprocess.Popen) -> None:
@@ -83,7 +87,7 @@ def test_a_second_canrun_trial_waits_for_the_first(config, hub, capsys):
         second_err.wait_for("waiting for it to end")
 
         # The first holds the slot, so the second has started no worker: it waits, and says for whom.
-        assert _workers("tiny/llama") == []
+        assert _workers("tiny/llama", second) == []
         assert f"another trial is running on this machine (canrun trial tiny/slow (pid {first.pid}))" in \
             "".join(second_err._lines).replace("this Mac", "this machine")
 
@@ -95,8 +99,9 @@ def test_a_second_canrun_trial_waits_for_the_first(config, hub, capsys):
         assert second.stdout.read().startswith("✅ tiny/llama: mlx_lm.load() worked")
     finally:
         hub.slow_paths.clear()
-        _stop(first, *([second] if second else []))
-        for pid in _workers("tiny/slow") + _workers("tiny/llama"):
+        leftovers = _workers("tiny/slow", first) + _workers("tiny/llama", *([second] if second else []))
+        _stop(first, *([second] if second else []))  # their workers are orphans now: found before, killed after
+        for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
@@ -120,7 +125,8 @@ async def test_the_bots_queue_waits_while_another_process_holds_the_slot(store, 
         done = await asyncio.wait_for(queue.wait_finished(trial.id), 120)
     finally:
         await queue.stop()
-    assert done.status == SUCCEEDED and done.started_at >= released_at
+    assert done.status == SUCCEEDED, (done.phase, done.error)
+    assert done.started_at >= released_at
 
 
 # ---- 11: the worker's environment ---------------------------------------------------------------------

@@ -62,7 +62,8 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
 
-from bot.services.trial_runner import TrialLimits, TrialProgress, TrialSpec, _worker_env, start_trial  # noqa: E402
+from bot.core.trial_outcome import TrialProgress  # noqa: E402
+from bot.services.trial_runner import TrialLimits, TrialSpec, _worker_env, start_trial  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
 from tests.fakes.tiny_model import LLAMA_100M, params_of, tiny_llama_files  # noqa: E402
 

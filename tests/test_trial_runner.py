@@ -15,7 +15,8 @@ import mlx_lm
 import pytest
 from tokenizers import Tokenizer
 
-from bot.services.trial_runner import TrialLimits, TrialProgress, TrialSpec, start_trial
+from bot.core.trial_outcome import TrialProgress
+from bot.services.trial_runner import TrialLimits, TrialSpec, start_trial
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
 

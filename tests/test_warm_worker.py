@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-from bot.services.trial_runner import (
-    CANCELLED, SUCCEEDED, SpareWorker, TrialLimits, TrialSpec, _worker_env, start_trial,
-)
+from bot.core.trial_outcome import CANCELLED, SUCCEEDED
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, _worker_env, start_trial
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.processes import alive
 from tests.test_trial_runner import ENDLESS, LLAMA, Progress, spec

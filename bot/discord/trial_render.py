@@ -7,9 +7,9 @@ import discord
 from bot.discord import safe
 from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.speed import prediction_line
-from bot.render.units import human_bytes
+from bot.core.units import human_bytes
 from bot.services.trial_queue import Trial
-from bot.services.trial_runner import TrialProgress
+from bot.core.trial_outcome import TrialProgress
 
 STATUS_LINES = {
     "succeeded": "✅ `mlx_lm.load()` worked and the model generated text.",

@@ -17,9 +17,8 @@ from bot.core.engine import HostMemory
 from bot.core.trial_policy import GB, refusal
 from bot.core.verdicts import Verdict
 from bot.services.model_cache import ModelCache, ModelCacheFull
-from bot.services.trial_runner import (
-    CANCELLED, FAILED, ProgressCallback, SpareWorker, TrialOutcome, TrialProcess, TrialSpec, start_trial,
-)
+from bot.core.trial_outcome import CANCELLED, FAILED, TrialOutcome
+from bot.services.trial_runner import ProgressCallback, SpareWorker, TrialProcess, TrialSpec, start_trial
 from bot.services.trial_settings import trial_limits, trial_policy
 from bot.services.trial_slot import SlotAbandoned, trial_slot
 

@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable
 from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
-from bot.services.trial_runner import SpareWorker, TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
+from bot.core.trial_outcome import TrialOutcome, TrialProgress
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, start_trial
 from bot.services.trial_slot import trial_slot
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import bot
+from bot.core.trial_outcome import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT, TrialOutcome, TrialProgress
 
 log = logging.getLogger(__name__)
 
-SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "timed_out"
 HUNG = "hung"  # not a status: the worker closed its output but did not exit, so it was killed
 STDERR_TAIL_CHARS = 800
 EXIT_GRACE_SECONDS = 10.0  # a worker that closed its stdout gets this long to exit by itself before it is killed
@@ -76,26 +76,6 @@ class TrialLimits:
     def seconds_for(self, phase: str | None) -> float:
         """The limit of a phase; the worker's start, before it names a phase, counts as the download."""
         return {"load": self.load_seconds, "generate": self.generate_seconds}.get(phase or "", self.download_seconds)
-
-
-@dataclass
-class TrialProgress:
-    phase: str
-    bytes_done: int = 0
-    bytes_total: int = 0
-    bytes_present: int = 0  # of bytes_done, those on disk before the trial (nothing to fetch for them)
-    tokens: int = 0
-    load_seconds: float | None = None
-
-
-@dataclass
-class TrialOutcome:
-    status: str  # SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
-    phase: str | None  # the phase the trial ended in (None: the worker died before naming one)
-    error: str | None
-    duration_seconds: float
-    result: dict[str, Any]  # the worker's result fields; after a failure only what is known, e.g. load_seconds
-    reported: bool = False  # a failure the worker itself reported (e.g. mlx-lm raised), not a death or a kill
 
 
 ProgressCallback = Callable[[TrialProgress], Awaitable[None] | None]

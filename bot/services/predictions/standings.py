@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Sequence
 
-from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of
+from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks
 from bot.services.predictions.records import ALL_TIME, LeaderboardPage, LeaderboardRow, MemberStats, _all, _one
 from bot.services.store import Store
 
@@ -45,7 +44,7 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
         store.conn, f"SELECT (will_load * 2 + outcome) * 100 + confidence {settled} AND points IS NOT NULL"
                     " ORDER BY settled_at, id", args)]
     counts = {_decode(code): n for code, n in collections.Counter(codes).items()}
-    current, best = _streaks(codes)
+    current, best = streaks(map(_CORRECT.__getitem__, codes))
     pending = await _one(store.conn, "SELECT COUNT(*) FROM predictions WHERE guild_id = ? AND user_id = ?"
                                      " AND status IN ('open', 'locked')", (guild_id, user_id))
     return MemberStats(
@@ -59,14 +58,8 @@ def _decode(code: int) -> Forecast:
     return _forecast(kind >> 1, confidence, kind & 1)
 
 
-def _streaks(codes: Sequence[int]) -> tuple[int, int]:
-    """scoring.streaks over the codes (right: kind 0 or 3, i.e. will_load == outcome), with string operations:
-    a member may have thousands of settled predictions."""
-    runs = bytes(map(_RIGHT.__getitem__, codes)).split(b"0")
-    return len(runs[-1]), max(map(len, runs))
-
-
-_RIGHT = bytes(ord("1") if code // 100 in (0, 3) else ord("0") for code in range(400))  # code -> b"1" if right
+# code -> whether the prediction was right (kind 0 or 3, i.e. will_load == outcome)
+_CORRECT = tuple(code // 100 in (0, 3) for code in range(400))
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
+from bot.core.repo_id import DEFAULT_BRANCH, HUB_URL, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
 from bot.core.trial_outcome import TrialOutcome, TrialProgress
@@ -76,7 +76,7 @@ class QueueSettings:
     per_user_queued: int = 2
     queued_ttl_seconds: float = 6 * 3600
     limits: TrialLimits = TrialLimits()
-    endpoint: str = "https://huggingface.co"
+    endpoint: str = HUB_URL
     hf_token: str | None = None
     cache_dir: Path = Path(".canrun/models")
     # Keep a worker started ahead while no trial runs (trial_runner.SpareWorker); the bot sets it from

@@ -136,7 +136,7 @@ class SpareWorker:
 
     async def prepare(self, spec: TrialSpec) -> None:
         """Have a spare ready for trials like `spec` (its repo, prompt and size do not matter)."""
-        env = _worker_env(spec)
+        env = worker_env(spec)
         if self._process is not None and self._process.returncode is None and self._env == env:
             return
         await self.close()
@@ -311,7 +311,7 @@ def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.execu
     """A trial ready to run; the worker process starts with `run()`, or the spare takes the job if it fits."""
     job = {"repo": spec.repo_id, "revision": spec.revision, "prompt": spec.prompt, "max_tokens": spec.max_tokens,
            "cache_dir": str(spec.cache_dir.resolve()), "endpoint": spec.endpoint}
-    return TrialProcess(_worker_argv(spec, python), _worker_env(spec), limits, job=job, spare=spare)
+    return TrialProcess(_worker_argv(spec, python), worker_env(spec), limits, job=job, spare=spare)
 
 
 def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
@@ -325,7 +325,7 @@ def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
     return argv
 
 
-def _worker_env(spec: TrialSpec) -> dict[str, str]:
+def worker_env(spec: TrialSpec) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key in WORKER_ENV_NAMES or key.startswith(WORKER_ENV_PREFIXES)}
     if spec.hf_token:

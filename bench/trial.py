@@ -56,11 +56,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
+import _common
+
+_common.private_hub()
 
 from bot.core.trial_outcome import TrialProgress  # noqa: E402
 from bot.services.trial_runner import TrialLimits, TrialSpec, start_trial, worker_env  # noqa: E402

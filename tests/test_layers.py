@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import bot
@@ -211,7 +212,8 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_point_down():
-    upward = [str(e) for e in EDGES if layer(e.imported) != ROOT and layer(e.imported) not in ALLOWED[layer(e.importer)]]
+    upward = [str(e) for e in EDGES
+              if layer(e.imported) != ROOT and layer(e.imported) not in ALLOWED[layer(e.importer)]]
     assert not upward, "imports that point up or sideways (" + ", ".join(
         f"{low} imports only {' and '.join(sorted(ok))}" for low, ok in ALLOWED.items() if low != "interface"
     ) + "):\n  " + "\n  ".join(upward)
@@ -228,7 +230,7 @@ def test_core_is_pure():
 def test_no_import_circles():
     kept = [e for e in EDGES if (e.importer, e.imported) not in ALLOWED_CIRCLE_EDGES]
     where = {(e.importer, e.imported): e.where for e in kept}
-    found = [" -> ".join(circle) + "  (" + ", ".join(where[hop] for hop in zip(circle, circle[1:])) + ")"
+    found = [" -> ".join(circle) + "  (" + ", ".join(where[hop] for hop in pairwise(circle)) + ")"
              for circle in circles(graph(kept))]
     assert not found, "import circles:\n  " + "\n  ".join(found)
 
@@ -255,9 +257,9 @@ def test_the_walk_sees_what_it_must():
     )
     imports = _imports(ast.parse(source))
     names = [(type(i).__name__, i.module if isinstance(i, ast.ImportFrom) else i.names[0].name) for i in imports]
-    assert sorted(names, key=str) == sorted(
-        [("ImportFrom", "typing"), ("ImportFrom", "bot.services"), ("ImportFrom", None), ("Import", "bot.discord.safe")],
-        key=str)
+    expected = [("ImportFrom", "typing"), ("ImportFrom", "bot.services"), ("ImportFrom", None),
+                ("Import", "bot.discord.safe")]
+    assert sorted(names, key=str) == sorted(expected, key=str)
     assert _project_module("bot.services.hub") == "bot.services.hub"
     assert _project_module("bot.services.hub.HubService") == "bot.services.hub"
     assert _project_module("json") is None

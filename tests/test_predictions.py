@@ -244,7 +244,7 @@ async def test_round_flow_open_predict_close_reveal(store):
     with pytest.raises(Refused, match="already in play"):
         await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/d"], at=T)
     for user, (wa, wb, wc) in {10: (True, True, False), 11: (False, True, True), 12: (True, False, False)}.items():
-        for repo, will_load in zip(("o/a", "o/b", "o/c"), (wa, wb, wc)):
+        for repo, will_load in zip(("o/a", "o/b", "o/c"), (wa, wb, wc), strict=True):
             await predict(store, user, repo, will_load, 80, at=T + 1, round_id=rnd.id)
     with pytest.raises(Refused, match="not in round"):
         await predict(store, 10, "o/zzz", at=T + 2, round_id=rnd.id)

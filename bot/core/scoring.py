@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from functools import cached_property
 from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 MIN_CONFIDENCE, MAX_CONFIDENCE = 50, 99
 POINTS_OFFSET = 75
@@ -120,7 +120,7 @@ def calibration_of(counts: Tally) -> list[Bucket]:
         bucket[1] += n * f.correct
         bucket[2] += n * f.confidence
     return [Bucket(low, high, count, correct, total / count if count else None)
-            for (low, high), (count, correct, total) in zip(BUCKET_BOUNDS, tallies.values())]
+            for (low, high), (count, correct, total) in zip(BUCKET_BOUNDS, tallies.values(), strict=True)]
 
 
 def accuracy_of(counts: Tally) -> float | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from bot.core.units import human_bytes
 from bot.core.trial_outcome import TrialProgress

@@ -23,7 +23,8 @@ import time
 from fnmatch import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
@@ -114,7 +115,7 @@ class HubService:
 
         try:
             return await asyncio.wait_for(self._threads.run(with_deadline), self.settings.deadline_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HubUnavailable(
                 f"Hugging Face did not answer within {self.settings.deadline_seconds:.0f} s ([hub] deadline_seconds)"
             ) from None

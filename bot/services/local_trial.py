@@ -10,7 +10,7 @@ The trial is not recorded in the `trials` table: see `canrun trial --help` and t
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.engine import HostMemory

@@ -40,7 +40,7 @@ class ModelSearch:
             task.add_done_callback(_consume_error)  # a late failure is only logged
             try:
                 found = await asyncio.wait_for(asyncio.shield(task), self.timeout)
-            except (asyncio.TimeoutError, HubUnavailable):
+            except (TimeoutError, HubUnavailable):
                 found = self._from_cache(key)
         ids = ([pasted] if pasted else []) + [r for r in found if r != pasted]
         return ids[:MAX_RESULTS]

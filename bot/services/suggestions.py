@@ -44,7 +44,7 @@ class SuggestionService:
         for source, job in jobs:
             try:
                 result.suggestions.extend(await asyncio.wait_for(job, self.timeout))
-            except (asyncio.TimeoutError, GitHubUnavailable, HubUnavailable) as e:
+            except (TimeoutError, GitHubUnavailable, HubUnavailable) as e:
                 log.info("suggestions from %s unavailable for %s: %s", source, v.repo, e)
                 if source not in result.unavailable:
                     result.unavailable.append(source)

@@ -14,7 +14,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.core.repo_id import DEFAULT_BRANCH, HUB_URL, is_default_branch
 from bot.core.trial_policy import loaded_from

@@ -17,7 +17,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import bot
 from bot.core.trial_outcome import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT, TrialOutcome, TrialProgress
@@ -159,7 +160,7 @@ class SpareWorker:
             return False
         try:
             line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return _parse(line).get("event") == "ready"
 
@@ -364,7 +365,7 @@ async def _notify(on_progress: ProgressCallback, progress: TrialProgress) -> Non
 async def _exits_within(process: asyncio.subprocess.Process, seconds: float) -> bool:
     try:
         await asyncio.wait_for(process.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("trial worker %s closed its output but did not exit: killing it", process.pid)
         return False
     return True

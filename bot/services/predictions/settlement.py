@@ -4,7 +4,8 @@ leaderboard totals that follow."""
 from __future__ import annotations
 
 import json
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import aiosqlite
 
@@ -74,10 +75,10 @@ async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], outcome: boo
               " relative_points = NULL")
     if resettle:  # the season stays the one of the first settlement
         await db.executemany(settle + ", resettled = 1 WHERE id = ?",
-                             [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows)])
+                             [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows, strict=True)])
     else:
         await db.executemany(settle + ", season_id = ? WHERE id = ?",
-                             [(outcome, source, at, p, season_id, r["id"]) for p, r in zip(points, rows)])
+                             [(outcome, source, at, p, season_id, r["id"]) for p, r in zip(points, rows, strict=True)])
     await record_history(db, [r["id"] for r in rows], "resettled" if resettle else "settled", at)
 
 
@@ -109,7 +110,7 @@ async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, r
                            (repo_id, guild_id, round_id))
     relative = group_relative_points([r["points"] for r in rows])
     await db.executemany("UPDATE predictions SET relative_points = ? WHERE id = ?",
-                         [(round(rel, 3), r["id"]) for rel, r in zip(relative, rows)])
+                         [(round(rel, 3), r["id"]) for rel, r in zip(relative, rows, strict=True)])
     return {r["user_id"] for r in rows}
 
 

@@ -10,7 +10,7 @@ MLX    ?= cpu
 $(if $(filter-out cpu cuda,$(MLX)),$(error MLX=$(MLX): expected MLX=cpu (the default) or MLX=cuda))
 STAMP  := $(VENV)/.canrun-installed-$(MLX)
 
-.PHONY: run test bench install clean
+.PHONY: run test lint bench install clean
 
 # Without DISCORD_TOKEN (environment or keychain), `canrun bot` explains how to get one and exits 2: that is advice, not a failed install,
 # so make ends without an error of its own.
@@ -20,8 +20,12 @@ run: $(STAMP) config.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# ruff with the rules in pyproject.toml ([tool.ruff]); it only reports: it changes nothing.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; echo; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; echo; done  # bench/_common.py is their setup
 
 install: $(STAMP)
 

@@ -25,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
+import _common
+
+_common.private_hub()
 
 import logging  # noqa: E402
 

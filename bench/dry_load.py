@@ -22,21 +22,19 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401 - puts the checkout on sys.path
 
-from bot.core.engine import EngineSettings, HostMemory, decide  # noqa: E402
-from bot.core.metadata import RepoFile, RepoMetadata, Tensor  # noqa: E402
-from bot.services.capability_probe import installed_mlx_lm_version  # noqa: E402
-from bot.services.dry_load import CONVERSIONS  # noqa: E402
-from bot.services.placeholders import new_folder, remove_folder, stage_model_folder  # noqa: E402
-from bot.services.prober import Prober, ProberSettings  # noqa: E402
-from tests.fakes.tiny_model import tokenizer_files  # noqa: E402
+from bot.core.engine import EngineSettings, HostMemory, decide
+from bot.core.metadata import RepoFile, RepoMetadata, Tensor
+from bot.services.capability_probe import installed_mlx_lm_version
+from bot.services.dry_load import CONVERSIONS
+from bot.services.placeholders import new_folder, remove_folder, stage_model_folder
+from bot.services.prober import Prober, ProberSettings
+from tests.fakes.tiny_model import tokenizer_files
 
 QWEN2_05B = {
     "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 896, "num_hidden_layers": 24,

@@ -23,22 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
+import _common
+
+_common.private_hub()
 
 from bench.trial import SIZES  # noqa: E402
 from bot.config import TrialsConfig  # noqa: E402
-from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, _worker_env, start_trial  # noqa: E402
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, start_trial, worker_env  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
 from tests.fakes.tiny_model import params_of, tiny_llama_files  # noqa: E402
 
@@ -101,7 +98,7 @@ async def main(size: str, reps: int) -> dict:
                          endpoint=hub.endpoint, cache_dir=Path(tmp))
         _, result = await trial_first_token(spec, None)  # downloads the model: untimed
         (model_dir,) = Path(tmp).glob("models--*/snapshots/*")
-        env = _worker_env(spec)
+        env = worker_env(spec)
         await plain_first_token(model_dir, env)  # plain's warm-up: page cache, kernel caches
         for i in range(reps):
             order = ("warm", "cold", "plain") if i % 2 == 0 else ("plain", "cold", "warm")

@@ -29,18 +29,16 @@ import json
 import random
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401 - puts the checkout on sys.path
 
-from bot.core.scoring import brier_points, group_relative_points, probability_of_loads  # noqa: E402
-from bot.services import predictions as game  # noqa: E402
-from bot.services.store import Store  # noqa: E402
+from bot.core.scoring import brier_points, group_relative_points, probability_of_loads
+from bot.services import predictions as game
+from bot.services.store import Store
 
 USERS, PREDICTIONS, SEASONS, REPOS, RUNS = 5_000, 200_000, 20, 20_000, 200
 GUILD, PAGE_SIZE, SEASON_DAYS = 1, 10, 30
@@ -85,7 +83,7 @@ def build(path: Path, rnd: random.Random) -> None:
             if points is not None:
                 groups[row[2]].append(row)
     for members in groups.values():
-        for row, rel in zip(members, group_relative_points([r[9] for r in members])):
+        for row, rel in zip(members, group_relative_points([r[9] for r in members]), strict=True):
             row[10] = round(rel, 3)
     with sqlite3.connect(path) as db:
         db.executemany("INSERT INTO seasons (id, guild_id, name, started_at, ended_at) VALUES (?, ?, ?, ?, ?)", seasons)

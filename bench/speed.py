@@ -32,16 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401 - puts the checkout on sys.path
 
-import mlx.core as mx  # noqa: E402
-import mlx_lm  # noqa: E402
-from mlx.utils import tree_flatten  # noqa: E402
+import mlx.core as mx
+import mlx_lm
+from mlx.utils import tree_flatten
 
-from bot.core import speed  # noqa: E402
-from bot.services.host_speed import host_bandwidth  # noqa: E402
-from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model  # noqa: E402
+from bot.core import speed
+from bot.services.host_speed import host_bandwidth
+from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model
 
 SIZES = {
     "25M": dict(hidden_size=384, layers=6, heads=6, kv_heads=2, intermediate=1024, vocab_size=32000),
@@ -66,7 +65,7 @@ def measure(path: Path, reps: int, max_tokens: int) -> tuple[dict, int]:
         pass
     runs, started = [], time.perf_counter()
     while len(runs) < reps and (not runs or time.perf_counter() - started < REP_BUDGET_S):
-        for last in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=max_tokens):
+        for last in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=max_tokens):  # noqa: B007 - kept
             pass
         runs.append(last)
     del model

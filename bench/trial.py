@@ -56,13 +56,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
+import _common
 
-from bot.services.trial_runner import TrialLimits, TrialProgress, TrialSpec, _worker_env, start_trial  # noqa: E402
+_common.private_hub()
+
+from bot.core.trial_outcome import TrialProgress  # noqa: E402
+from bot.services.trial_runner import TrialLimits, TrialSpec, start_trial, worker_env  # noqa: E402
 from tests.fakes.hub import FakeHub, FakeRepo  # noqa: E402
 from tests.fakes.tiny_model import LLAMA_100M, params_of, tiny_llama_files  # noqa: E402
 
@@ -236,7 +235,7 @@ async def main(size: str, use_torch: str) -> dict:
         hub.add_repo(FakeRepo(REPO_ID, files))
         spec = TrialSpec(repo_id=REPO_ID, revision=None, prompt=PROMPT, max_tokens=MAX_TOKENS,
                          endpoint=hub.endpoint, cache_dir=Path(tmp))
-        child_env = _worker_env(spec)  # plain mlx-lm runs in the worker's very environment
+        child_env = worker_env(spec)  # plain mlx-lm runs in the worker's very environment
 
         # Warm-up: downloads the model (timed here, from the runner's phase events) and warms the page cache
         # that both sides then read the weights from.

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="canrun-bench-hf-")
+import _common
+
+_common.private_hub()
 
 from bot.core.engine import EngineSettings, HostMemory, decide  # noqa: E402
 from bot.core.repo_id import RepoRef  # noqa: E402

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from bot.config import Config
-from bot.render.units import human_bytes
+from bot.core.units import human_bytes
 
 
 def add_host_parser(sub, common: argparse.ArgumentParser) -> None:

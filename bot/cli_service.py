@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from bot.config import Config
-from bot.services.service import ServiceError, config_file_of, service_manager, service_spec
+from bot.services.service import config_file_of, service_manager, service_spec
+from bot.services.service_status import ServiceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -21,13 +21,13 @@ from bot.core.repo_id import RepoIdError, echo, parse_repo
 from bot.core.speed import trial_prediction
 from bot.render.progress import ProgressPrinter
 from bot.render.trial_result import REFUSED, UNCHECKED, not_run_json, render_trial, trial_json
-from bot.render.units import human_bytes
+from bot.core.units import human_bytes
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import make_checker
 from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 from bot.services.local_trial import LocalTrial, start_spare
-from bot.services.trial_runner import CANCELLED, SUCCEEDED
+from bot.core.trial_outcome import CANCELLED, SUCCEEDED
 
 
 async def run_trial(args: argparse.Namespace, config: Config) -> int:

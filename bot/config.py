@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from bot.core.repo_id import HUB_URL
+
 DEFAULT_CONFIG_PATH = "config.toml"
-DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_GITHUB_API = "https://api.github.com"
 
 
@@ -128,7 +129,7 @@ class Config:
     # ---- values resolved against the environment ---------------------------------------------
     @property
     def hf_endpoint(self) -> str:
-        return (self.hub.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
+        return (self.hub.endpoint or os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
 
     @property
     def github_api(self) -> str:

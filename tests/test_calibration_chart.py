@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import math
+from collections import Counter
 
 import pytest
 from PIL import Image
 
-from bot.core.scoring import Bucket, Forecast, calibration
+from bot.core.scoring import Bucket, Forecast, calibration_of, tally
 from bot.render.calibration_chart import (
     BACKGROUND, HEIGHT, MARKER, WIDTH, drawable_text, fit_text, marker_radius, plot_position,
     render_calibration_chart,
@@ -18,9 +19,9 @@ from bot.render.calibration_chart import _font as chart_font
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def forecasts(confidence: int, right: int, wrong: int) -> list[Forecast]:
-    """`right` + `wrong` predictions of "loads" at this confidence."""
-    return [Forecast(True, confidence, True)] * right + [Forecast(True, confidence, False)] * wrong
+def counts(confidence: int, right: int, wrong: int) -> Counter[Forecast]:
+    """`right` + `wrong` predictions of "loads" at this confidence, tallied (tallies add up with +)."""
+    return tally([Forecast(True, confidence, True)] * right + [Forecast(True, confidence, False)] * wrong)
 
 
 def open_png(data: bytes) -> Image.Image:
@@ -36,7 +37,7 @@ def marker_pixels(image: Image.Image) -> list[tuple[int, int]]:
     return [(x, y) for y in range(image.height) for x in range(image.width) if pixels[x, y] == MARKER]
 
 
-MIXED = calibration(forecasts(55, 2, 2) + forecasts(74, 5, 4) + forecasts(84, 18, 2) + forecasts(96, 7, 0))
+MIXED = calibration_of(counts(55, 2, 2) + counts(74, 5, 4) + counts(84, 18, 2) + counts(96, 7, 0))
 
 
 def test_a_valid_opaque_png_of_the_stated_size():
@@ -57,12 +58,12 @@ def test_deterministic():
     b = render_calibration_chart(list(MIXED), "Calibration of ada")
     assert a == b
     assert render_calibration_chart(MIXED, "Calibration of bob") != a
-    assert render_calibration_chart(calibration(forecasts(96, 6, 1)), "Calibration of ada") != a
+    assert render_calibration_chart(calibration_of(counts(96, 6, 1)), "Calibration of ada") != a
 
 
 @pytest.mark.parametrize("buckets", [
     [],
-    calibration([]),  # five empty buckets
+    calibration_of(tally([])),  # five empty buckets
     [Bucket(90, 99, 0, 0, None)],
 ])
 def test_nothing_settled_is_none(buckets):
@@ -70,13 +71,13 @@ def test_nothing_settled_is_none(buckets):
 
 
 def test_a_single_prediction_is_drawn():
-    image = open_png(render_calibration_chart(calibration(forecasts(50, 0, 1)), "x"))
+    image = open_png(render_calibration_chart(calibration_of(counts(50, 0, 1)), "x"))
     x, y = plot_position(50, 0.0)
     assert image.getpixel((x, y)) == MARKER
 
 
 def test_marker_at_90s_bucket_all_right():
-    data = render_calibration_chart(calibration(forecasts(95, 10, 0)), "Calibration of ada")
+    data = render_calibration_chart(calibration_of(counts(95, 10, 0)), "Calibration of ada")
     image = open_png(data)
     x, y = plot_position(95, 1.0)
     assert image.getpixel((x, y)) == MARKER
@@ -92,16 +93,16 @@ def test_marker_at_90s_bucket_all_right():
 def test_marker_follows_the_data():
     """The same position is plot background when that bucket is elsewhere or absent."""
     x, y = plot_position(95, 1.0)
-    half_right = open_png(render_calibration_chart(calibration(forecasts(95, 5, 5)), "t"))
+    half_right = open_png(render_calibration_chart(calibration_of(counts(95, 5, 5)), "t"))
     assert half_right.getpixel((x, y)) != MARKER
     assert half_right.getpixel(plot_position(95, 0.5)) == MARKER
-    other_bucket = open_png(render_calibration_chart(calibration(forecasts(55, 3, 0)), "t"))
+    other_bucket = open_png(render_calibration_chart(calibration_of(counts(55, 3, 0)), "t"))
     assert other_bucket.getpixel((x, y)) != MARKER
     assert other_bucket.getpixel(plot_position(55, 1.0)) == MARKER
 
 
 def test_x_is_the_mean_stated_confidence_not_the_band_start():
-    image = open_png(render_calibration_chart(calibration(forecasts(99, 4, 0)), "t"))
+    image = open_png(render_calibration_chart(calibration_of(counts(99, 4, 0)), "t"))
     assert image.getpixel(plot_position(99, 1.0)) == MARKER
     assert image.getpixel(plot_position(90, 1.0)) != MARKER
 
@@ -119,8 +120,8 @@ def test_one_marker_per_non_empty_bucket():
 
 
 def test_marker_area_grows_with_count():
-    few = open_png(render_calibration_chart(calibration(forecasts(75, 1, 0)), "t"))
-    many = open_png(render_calibration_chart(calibration(forecasts(75, 30, 0)), "t"))
+    few = open_png(render_calibration_chart(calibration_of(counts(75, 1, 0)), "t"))
+    many = open_png(render_calibration_chart(calibration_of(counts(75, 30, 0)), "t"))
     assert len(marker_pixels(many)) > 2 * len(marker_pixels(few)) > 0
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from bot.services.host import gpu_memory, host_memory, physical_memory_bytes
-from bot.services.trial_worker import _backend
+from bot.services.host import device_label, gpu_memory, host_memory, physical_memory_bytes
 
 
 def test_on_a_cpu_host_the_budget_is_the_ram_and_the_device_says_cpu():
@@ -13,7 +12,7 @@ def test_on_a_cpu_host_the_budget_is_the_ram_and_the_device_says_cpu():
     assert gpu_memory() is None
     assert host_memory() == host_memory(0.0) and host_memory().source == "physical RAM"
     assert host_memory().budget_bytes == physical_memory_bytes() > 0
-    assert _backend(mx) == "CPU"
+    assert device_label().endswith(" (CPU)")
 
 
 def test_a_configured_budget_wins_in_decimal_gb():

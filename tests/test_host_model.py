@@ -42,6 +42,12 @@ def test_a_cpu_host_measures_against_ram_and_is_this_machine():
     assert describe_host("Darwin", None, RAM).name == "this Mac"  # MLX forced onto a Mac's CPU
 
 
+def test_the_device_label_names_the_device_and_what_mlx_computes_with():
+    assert describe_host("Darwin", METAL_INFO, RAM).device_label == "Apple M3 Max (Metal)"
+    assert describe_host("Linux", CUDA_INFO, RAM).device_label == "NVIDIA H200 (CUDA)"
+    assert describe_host("Linux", None, RAM, cpu_name="AMD EPYC").device_label == "AMD EPYC (CPU)"
+
+
 def test_the_configured_budget_wins_on_every_kind():
     for info in (METAL_INFO, CUDA_INFO, None):
         memory = describe_host("Linux", info, RAM, budget_gb=12.5).memory

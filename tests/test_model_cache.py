@@ -45,7 +45,7 @@ def set_last_used(cache_dir: Path, repo_id: str, seconds_ago: float) -> None:
 def cache_dir(hub, tmp_path) -> Path:
     """a, b and c downloaded, a the least recently used."""
     cache_dir = tmp_path / "models"
-    for age, repo_id in zip((300, 200, 100), REPOS):
+    for age, repo_id in zip((300, 200, 100), REPOS, strict=True):
         download(hub, cache_dir, repo_id)
         set_last_used(cache_dir, repo_id, age)
     return cache_dir

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.scoring import Forecast, accuracy, calibration, mean_brier, streaks
+from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks, tally
 from bot.services import predictions as game
 from bot.services.predictions import Refused
 from bot.services.store import Store
@@ -244,7 +244,7 @@ async def test_round_flow_open_predict_close_reveal(store):
     with pytest.raises(Refused, match="already in play"):
         await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/d"], at=T)
     for user, (wa, wb, wc) in {10: (True, True, False), 11: (False, True, True), 12: (True, False, False)}.items():
-        for repo, will_load in zip(("o/a", "o/b", "o/c"), (wa, wb, wc)):
+        for repo, will_load in zip(("o/a", "o/b", "o/c"), (wa, wb, wc), strict=True):
             await predict(store, user, repo, will_load, 80, at=T + 1, round_id=rnd.id)
     with pytest.raises(Refused, match="not in round"):
         await predict(store, 10, "o/zzz", at=T + 2, round_id=rnd.id)
@@ -537,7 +537,8 @@ def test_member_stats_agree_with_the_pure_scoring_functions(history):
 
     got = asyncio.run(stats())
     assert (got.current_streak, got.best_streak) == streaks(f.correct for f in forecasts)
-    assert got.calibration == calibration(forecasts)
+    counts = tally(forecasts)
+    assert got.calibration == calibration_of(counts)
     assert got.settled == len(forecasts) and got.correct == sum(f.correct for f in forecasts)
-    assert got.accuracy == accuracy(forecasts)
-    assert got.mean_brier == pytest.approx(mean_brier(forecasts)) if forecasts else got.mean_brier is None
+    assert got.accuracy == accuracy_of(counts)
+    assert got.mean_brier == pytest.approx(mean_brier_of(counts)) if forecasts else got.mean_brier is None

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core.scoring import (
-    BUCKET_BOUNDS, Forecast, accuracy, brier_points, calibration, group_relative_points, mean_brier,
-    probability_of_loads, relative_points, streaks,
+    BUCKET_BOUNDS, Forecast, accuracy_of, brier_points, calibration_of, group_relative_points, mean_brier_of,
+    probability_of_loads, relative_points, streaks, tally,
 )
 
 probabilities = st.floats(min_value=0, max_value=1, allow_nan=False)
@@ -149,7 +149,7 @@ def test_best_streak_can_be_in_the_past():
 
 @given(st.lists(forecasts, max_size=60))
 def test_calibration_buckets_add_up(fs):
-    buckets = calibration(fs)
+    buckets = calibration_of(tally(fs))
     assert [(b.low, b.high) for b in buckets] == list(BUCKET_BOUNDS)
     assert sum(b.count for b in buckets) == len(fs)
     assert sum(b.correct for b in buckets) == sum(f.correct for f in fs)
@@ -162,17 +162,17 @@ def test_calibration_buckets_add_up(fs):
 
 
 def test_calibration_puts_each_confidence_in_its_band():
-    buckets = calibration([Forecast(True, c, True) for c in (50, 59, 60, 79, 80, 90, 99)])
+    buckets = calibration_of(tally(Forecast(True, c, True) for c in (50, 59, 60, 79, 80, 90, 99)))
     assert [b.count for b in buckets] == [2, 1, 1, 1, 2]
 
 
 @given(st.lists(forecasts, max_size=60))
 def test_accuracy_and_mean_brier(fs):
     if not fs:
-        assert accuracy(fs) is None and mean_brier(fs) is None
+        assert accuracy_of(tally(fs)) is None and mean_brier_of(tally(fs)) is None
         return
-    assert accuracy(fs) == sum(f.correct for f in fs) / len(fs)
-    assert 0 <= mean_brier(fs) <= 1
+    assert accuracy_of(tally(fs)) == sum(f.correct for f in fs) / len(fs)
+    assert 0 <= mean_brier_of(tally(fs)) <= 1
     # A mean Brier score and mean points are the same ranking: points = 25 − 100·brier.
     mean_points = statistics.fmean(brier_points(f.p_loads, f.outcome) for f in fs)
-    assert mean_points == pytest.approx(25 - 100 * mean_brier(fs))
+    assert mean_points == pytest.approx(25 - 100 * mean_brier_of(tally(fs)))

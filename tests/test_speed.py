@@ -54,7 +54,8 @@ def test_calibration_prefers_the_same_format_and_says_when_it_mixes():
 
 def test_noisy_trials_widen_the_range():
     noisy = samples(0.003, 300e9, [50e6, 200e6, 800e6, 2e9])
-    noisy = [Sample(s.bytes_per_token, s.generation_tps * f, s.fmt) for s, f in zip(noisy, (1.2, 0.8, 1.15, 0.9))]
+    noisy = [Sample(s.bytes_per_token, s.generation_tps * f, s.fmt)
+             for s, f in zip(noisy, (1.2, 0.8, 1.15, 0.9), strict=True)]
     model = speed.calibrate(noisy, FLOAT, PRIOR)
     assert speed.MIN_SPREAD < model.generation.spread <= speed.MAX_SPREAD
 

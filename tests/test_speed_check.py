@@ -9,8 +9,8 @@ import time
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from bot.core.speed import QUANTIZED, active_fraction
-from bot.services.host_speed import device_label
+from bot.core.speed import active_fraction
+from bot.services.host import device_label
 from bot.services.store import Store
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import tiny_mixtral_files, write_model

@@ -14,7 +14,7 @@ from bot.render.trial_result import render_trial, trial_json
 from bot.services.host_speed import host_bandwidth, mac_facts
 from bot.services.speed import SpeedService
 from bot.services.trial_queue import Trial
-from bot.services.trial_runner import SUCCEEDED, TrialOutcome
+from bot.core.trial_outcome import SUCCEEDED, TrialOutcome
 
 HOST = HostMemory(16_000_000_000, "configured budget")
 PRIOR = speed.prior(400e9, "M3 Max, 400 GB/s (Apple's specs)")

@@ -104,6 +104,15 @@ def test_gguf_repo_points_at_base_and_its_conversions(cli):  # noqa: F811
     assert "mlx_lm.convert --hf-path NousResearch/Llama-2-7b-hf -q" in titles
 
 
+def test_hub_links_follow_the_configured_endpoint(cli, zoo_hub):  # noqa: F811
+    """The cli fixture's config sets `[hub] endpoint` to the fake hub: every link to a repo goes there."""
+    v = check_json(cli, "TheBloke/Llama-2-7B-GGUF")
+    hub_links = {s["kind"]: s["url"] for s in v["suggestions"] if s["kind"] != "pull_request"}
+    assert set(hub_links) == {"conversion", "base_model", "convert_command"}
+    assert hub_links["base_model"] == hub_links["convert_command"] == f"{zoo_hub.endpoint}/NousResearch/Llama-2-7b-hf"
+    assert hub_links["conversion"].startswith(f"{zoo_hub.endpoint}/mlx-community/")
+
+
 def test_mlx_community_repo_that_loads_needs_nothing(cli, github):  # noqa: F811
     v = check_json(cli, "mlx-community/Qwen3-0.6B-4bit")
     assert v["suggestions"] == [] and github.count() == 0
@@ -160,5 +169,6 @@ def test_name_query_strips_format_suffixes():
 def test_ranking_dedupes_and_keeps_only_mlx_community():
     models = [{"id": "mlx-community/A-8bit", "downloads": 9}, {"id": "mlx-community/A-4bit", "downloads": 5},
               {"id": "someone/A-4bit", "downloads": 100}, {"id": "mlx-community/A-8bit", "downloads": 9}]
-    assert [s.url.rsplit("/", 1)[-1] for s in rank_conversions(models, prefer_small=False)] == ["A-8bit", "A-4bit"]
-    assert [s.url.rsplit("/", 1)[-1] for s in rank_conversions(models, prefer_small=True)] == ["A-4bit", "A-8bit"]
+    for prefer_small, order in ((False, ["A-8bit", "A-4bit"]), (True, ["A-4bit", "A-8bit"])):
+        ranked = rank_conversions(models, prefer_small=prefer_small, hub_url="https://hub.example")
+        assert [s.url for s in ranked] == [f"https://hub.example/mlx-community/{name}" for name in order]

@@ -25,7 +25,8 @@ from bot.services.host import machine_name
 from bot.services.model_cache import ModelCache
 from bot.services.store import Store
 from tests.conftest import seed_store
-from bot.services.trial_runner import PROJECT_ROOT, TrialOutcome, TrialProgress
+from bot.core.trial_outcome import TrialOutcome, TrialProgress
+from bot.services.trial_runner import PROJECT_ROOT
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
 

@@ -18,7 +18,8 @@ import pytest
 
 from bot.cli import main
 from bot.services.trial_queue import QueueSettings, TrialQueue
-from bot.services.trial_runner import PROJECT_ROOT, SUCCEEDED, TrialLimits, TrialSpec, start_trial
+from bot.core.trial_outcome import SUCCEEDED
+from bot.services.trial_runner import PROJECT_ROOT, TrialLimits, TrialSpec, start_trial
 from bot.services.trial_slot import trial_slot
 from tests.conftest import seed_store
 from tests.fakes.hub import FakeHub, FakeRepo

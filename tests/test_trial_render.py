@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.discord.trial_render import progress_bar, trial_embed
 from bot.services.trial_queue import Trial
-from bot.services.trial_runner import TrialProgress
+from bot.core.trial_outcome import TrialProgress
 
 
 def test_progress_bar_shows_the_share_done():

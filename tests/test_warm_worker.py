@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-from bot.services.trial_runner import (
-    CANCELLED, SUCCEEDED, SpareWorker, TrialLimits, TrialSpec, _worker_env, start_trial,
-)
+from bot.core.trial_outcome import CANCELLED, SUCCEEDED
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, start_trial, worker_env
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.processes import alive
 from tests.test_trial_runner import ENDLESS, LLAMA, Progress, spec
@@ -39,7 +38,7 @@ async def test_a_trial_takes_the_spare_and_gives_what_a_cold_worker_gives(hub, t
     assert warm.result["text"] == cold.result["text"]  # greedy: the same tokens either way
     assert process.pid == spare_pid and not alive(spare_pid)  # the spare ran it, and then ended like any worker
     assert process.first_token_seconds is not None and any(p.tokens == 1 for p in progress)  # first token at once
-    assert spare.take(_worker_env(trial)) is None  # taken once, never twice
+    assert spare.take(worker_env(trial)) is None  # taken once, never twice
     await spare.close()
 
 

@@ -16,6 +16,7 @@ from bot.core.trial_policy import GB  # decimal, as every `*_gb` of the config a
 
 APPLE_GPU, CUDA_GPU, CPU = "apple_gpu", "cuda_gpu", "cpu"
 KIND_LABELS = {APPLE_GPU: "Apple GPU (Metal)", CUDA_GPU: "CUDA GPU", CPU: "CPU"}
+BACKENDS = {APPLE_GPU: "Metal", CUDA_GPU: "CUDA", CPU: "CPU"}  # what MLX computes with, in device labels
 METAL_SOURCE = "GPU recommended working set"  # the budget Metal sets, which iogpu.wired_limit_mb raises
 DEVICE_IN_NAME_MAX = 28  # "... on this machine's GPU (<device>)" must stay within a slash command's 100 characters
 
@@ -30,6 +31,12 @@ class Host:
     @property
     def kind_label(self) -> str:
         return KIND_LABELS[self.kind]
+
+    @property
+    def device_label(self) -> str:
+        """The device and MLX's backend, "Apple M3 Max (Metal)": a trial's result records it and speed estimates
+        look their calibration up by it, so the worker and the bot both take it from here."""
+        return f"{self.device} ({BACKENDS[self.kind]})"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "kind_label": self.kind_label, "device": self.device, "name": self.name,

@@ -11,7 +11,6 @@ from typing import Any
 from bot.core.metadata import Tensor
 from bot.core.verdicts import MemoryFit
 
-GIB = 1024**3
 # Beyond weights and KV cache: activations, the graph, the tokenizer, Python. Measured loads of small
 # models on Apple silicon sit a few hundred MB above the weights.
 WORKING_SPACE_BYTES = 512 * 1024**2

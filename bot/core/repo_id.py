@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"(?:{_PART}/)?{_PART}")
 _HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
+# Where links to a repo point unless `[hub] endpoint` (config.hf_endpoint) names another hub.
+HUB_URL = "https://huggingface.co"
 # Path segments after org/name in a pasted URL that carry a revision: /tree/REV, /blob/REV/file, /resolve/REV/file
 _REVISION_SEGMENTS = {"tree", "blob", "resolve", "commit"}
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 ESTIMATED, CALIBRATED, MEASURED = "estimated", "calibrated", "measured"
 FLOAT, QUANTIZED = "float", "quantized"
@@ -65,14 +66,15 @@ def fit_line(xs: list[float], ys: list[float], weights: list[float] | None = Non
         return None
     w = weights or [1.0] * n
     total = sum(w)
-    mx, my = sum(wi * x for wi, x in zip(w, xs)) / total, sum(wi * y for wi, y in zip(w, ys)) / total
-    sxx = sum(wi * (x - mx) ** 2 for wi, x in zip(w, xs))
+    points = list(zip(w, xs, ys, strict=True))
+    mx, my = sum(wi * x for wi, x, _ in points) / total, sum(wi * y for wi, _, y in points) / total
+    sxx = sum(wi * (x - mx) ** 2 for wi, x, _ in points)
     if sxx <= 1e-12 * total * max(1.0, mx * mx):
         return None
-    b = sum(wi * (x - mx) * (y - my) for wi, x, y in zip(w, xs, ys)) / sxx
+    b = sum(wi * (x - mx) * (y - my) for wi, x, y in points) / sxx
     a = my - b * mx
     if a < 0:
-        a, b = 0.0, sum(wi * x * y for wi, x, y in zip(w, xs, ys)) / sum(wi * x * x for wi, x in zip(w, xs))
+        a, b = 0.0, sum(wi * x * y for wi, x, y in points) / sum(wi * x * x for wi, x, _ in points)
     if b <= 0:  # slower with fewer bytes: noise dominates; a flat line is the honest fit
         a, b = my, 0.0
     return a, b
@@ -84,7 +86,8 @@ def _fitted(xs: list[float], ys: list[float]) -> Line | None:
     if fit is None:
         return None
     a, b = fit
-    errors = [((a + b * x) - y) / y for x, y in zip(xs, ys) if y > 0]  # relative error of the time per token
+    # The relative error of the time per token, per sample.
+    errors = [((a + b * x) - y) / y for x, y in zip(xs, ys, strict=True) if y > 0]
     if len(xs) == 2:
         spread = TWO_POINT_SPREAD
     else:
@@ -124,7 +127,7 @@ class HostModel:
     def generation_tps(self, bytes_per_token: float) -> Range:
         if self.generation is None:
             corners = [1 / (o + bytes_per_token / (e * self.bandwidth_bps))
-                       for o, e in zip(PRIOR_OVERHEAD_S, PRIOR_EFFICIENCY)]
+                       for o, e in zip(PRIOR_OVERHEAD_S, PRIOR_EFFICIENCY, strict=True)]
             return Range(*corners)
         point = 1 / max(1e-9, self.generation.a + self.generation.b * bytes_per_token)
         return _around(point, self.generation.spread)

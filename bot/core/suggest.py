@@ -15,7 +15,6 @@ from bot.core.verdicts import (
 )
 
 MLX_COMMUNITY = "mlx-community"
-HF = "https://huggingface.co"
 _QUANT_IN_NAME = [
     (re.compile(r"(?i)(?:^|[-_])mxfp4(?:$|[-_])"), "MXFP4"),
     (re.compile(r"(?i)(?:^|[-_])(\d)-?bits?(?:$|[-_])"), None),  # 4bit, 8-bit, 3bit, 6bit ...
@@ -66,8 +65,10 @@ def name_query(repo_id: str) -> str:
     return name
 
 
-def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, limit: int = 3) -> list[Suggestion]:
-    """mlx-community conversions, most downloaded first; when size matters, a 4-bit one leads."""
+def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, hub_url: str,
+                     limit: int = 3) -> list[Suggestion]:
+    """mlx-community conversions, most downloaded first; when size matters, a 4-bit one leads. Links go to
+    `hub_url`, the configured hub."""
     seen, ordered = set(), []
     for m in sorted(models, key=lambda m: -int(m.get("downloads") or 0)):
         if m["id"] in seen or not m["id"].startswith(MLX_COMMUNITY + "/"):
@@ -80,7 +81,7 @@ def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, limit:
     for m in ordered[:limit]:
         label = conversion_label(m["id"])
         detail = f"{label} · {m.get('downloads') or 0:,} downloads" if label else f"{m.get('downloads') or 0:,} downloads"
-        out.append(Suggestion("conversion", f"mlx-community conversion: {m['id']}", f"{HF}/{m['id']}", detail))
+        out.append(Suggestion("conversion", f"mlx-community conversion: {m['id']}", f"{hub_url}/{m['id']}", detail))
     return out
 
 
@@ -105,10 +106,10 @@ def upgrade_suggestion(model_type: str, installed: str, release: str | None, rep
     )
 
 
-def convert_suggestion(base_repo: str) -> Suggestion:
+def convert_suggestion(base_repo: str, hub_url: str) -> Suggestion:
     return Suggestion(
         "convert_command", f"Convert the original yourself: mlx_lm.convert --hf-path {base_repo} -q",
-        f"{HF}/{base_repo}", "makes a 4-bit MLX copy in ./mlx_model",
+        f"{hub_url}/{base_repo}", "makes a 4-bit MLX copy in ./mlx_model",
     )
 
 

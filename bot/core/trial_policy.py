@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.core.verdicts import LOADS, Verdict
-from bot.render.units import human_bytes
+from bot.core.units import human_bytes
 
 GB = 10**9
 

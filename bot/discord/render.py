@@ -8,7 +8,7 @@ from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
 from bot.discord import safe
 from bot.render import speed as speed_words
-from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
+from bot.core.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
 from bot.services.host import machine_name
 
 COLORS = {LOADS: discord.Color.green(), "gated": discord.Color.gold(), "not_found": discord.Color.light_grey()}

@@ -63,10 +63,6 @@ def rich(text: str) -> str:
     return "".join(out)
 
 
-def safe(text: str, limit: int) -> str:
-    return clip(escape(text), limit)
-
-
 def safe_url(url: str) -> str | None:
     """Only plain http(s) URLs, and never ones that could break out of a markdown link."""
     if not url or not _URL.match(url) or any(c in url for c in "()[]"):

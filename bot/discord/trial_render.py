@@ -7,9 +7,10 @@ import discord
 from bot.discord import safe
 from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.speed import prediction_line
-from bot.render.units import human_bytes
+from bot.core.repo_id import HUB_URL
+from bot.core.units import human_bytes
 from bot.services.trial_queue import Trial
-from bot.services.trial_runner import TrialProgress
+from bot.core.trial_outcome import TrialProgress
 
 STATUS_LINES = {
     "succeeded": "✅ `mlx_lm.load()` worked and the model generated text.",
@@ -25,7 +26,7 @@ def progress_bar(done: int, total: int, width: int = 16) -> str:
 
 
 def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position: tuple[int, float] | None = None,
-                hub_url: str = "https://huggingface.co") -> discord.Embed:
+                hub_url: str = HUB_URL) -> discord.Embed:
     embed = discord.Embed(
         title=safe.clip(f"🧪 Trial #{trial.id}: {trial.repo_id}", safe.TITLE),
         url=safe.safe_url(f"{hub_url}/{trial.repo_id}"),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
-from bot.render.units import human_bytes
-from bot.services.trial_runner import TrialProgress
+from bot.core.units import human_bytes
+from bot.core.trial_outcome import TrialProgress
 
 BAR_MAX = 30
 BAR_MIN = 5  # narrower than this, the bar says nothing: it is left out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.core.speed import CALIBRATED, MEASURED, Range, SpeedReport
-from bot.render.units import MEMORY_LABELS
+from bot.core.units import MEMORY_LABELS
 
 
 def tps(r: Range) -> str:

@@ -7,7 +7,7 @@ import time
 from bot.core.engine import HostMemory
 from bot.core.verdicts import LOADS, Verdict
 from bot.render import speed as speed_words
-from bot.render.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
+from bot.core.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
 
 
 def render_verdict(v: Verdict, host: HostMemory) -> str:

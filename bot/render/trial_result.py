@@ -7,8 +7,8 @@ from typing import Any
 
 from bot.render.progress import PHASE_WORDS
 from bot.render.speed import prediction_line
-from bot.render.units import human_bytes
-from bot.services.trial_runner import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
+from bot.core.units import human_bytes
+from bot.core.trial_outcome import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
 
 # Not TrialOutcome statuses: the trial never started, refused by the verdict or the limits, or no verdict came.
 REFUSED, UNCHECKED = "refused", "unchecked"

@@ -77,10 +77,10 @@ async def probe_capabilities(python: str = sys.executable, timeout: float = 300.
         current: str | None = None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise RuntimeError("probing mlx-lm's model modules timed out")
+            raise RuntimeError("probing mlx-lm's model modules timed out") from None
         finished = False
         for line in out.decode("utf-8", "replace").splitlines():
             try:

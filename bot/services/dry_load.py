@@ -17,6 +17,7 @@ from pathlib import Path
 from bot.core.dry_load import DryLoadOutcome
 from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoMetadata
 from bot.services.hub import HubUnavailable
+from bot.services.memo import RecentCache, SingleFlight
 from bot.services.placeholders import UnknownDtype, new_folder, remove_folder, remove_stale_folders, stage_model_folder
 from bot.services.prober import Hello, Prober, ProberError
 
@@ -53,8 +54,10 @@ class DryLoadService:
         self.prober = prober
         self.settings = settings
         self.store = store
-        self._memory: dict[str, DryLoadOutcome] = {}
-        self._inflight: dict[str, asyncio.Future[DryLoadOutcome]] = {}
+        self._memory: RecentCache[str, DryLoadOutcome] = RecentCache(MEMORY_CACHE_ENTRIES)  # SQLite keeps them all
+        # Waiters get the running call's error, but not its cancellation: that was its caller going away.
+        self._runs: SingleFlight[str, DryLoadOutcome] = SingleFlight(
+            lambda: DryLoadUnavailable("the dry load was interrupted"))
         self.runs = 0  # dry loads really run (not answered from the cache)
         # Folders left by a process that died mid-dry-load: their holes look like whole models to backups.
         remove_stale_folders(settings.work_dir)
@@ -71,25 +74,13 @@ class DryLoadService:
         cached = await self._cached(key) if meta.sha else None  # no commit: the answer may change, ask again
         if cached is not None:
             return cached
-        existing = self._inflight.get(key)
-        if existing is not None:
-            return await asyncio.shield(existing)
-        future: asyncio.Future[DryLoadOutcome] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            outcome = await self._run(meta, hello.allow_patterns, hello.mlx_lm_version, hello.mlx_version)
-            if meta.sha:
-                await self._remember(key, outcome)
-            future.set_result(outcome)
-            return outcome
-        except BaseException as e:
-            # Waiters get the owner's error, but not its cancellation: that was the owner's caller going away.
-            shared = DryLoadUnavailable("the dry load was interrupted") if isinstance(e, asyncio.CancelledError) else e
-            future.set_exception(shared)
-            future.exception()  # nobody else may be waiting
-            raise
-        finally:
-            del self._inflight[key]
+        return await self._runs.run(key, lambda: self._run_and_remember(key, meta, hello))
+
+    async def _run_and_remember(self, key: str, meta: RepoMetadata, hello: Hello) -> DryLoadOutcome:
+        outcome = await self._run(meta, hello.allow_patterns, hello.mlx_lm_version, hello.mlx_version)
+        if meta.sha:
+            await self._remember(key, outcome)
+        return outcome
 
     async def _run(self, meta: RepoMetadata, allow_patterns: list[str], mlx_lm_version: str,
                    mlx_version: str) -> DryLoadOutcome:
@@ -123,13 +114,11 @@ class DryLoadService:
             row = await self.store.http_cache_get(key)
             if row is not None:
                 hit = DryLoadOutcome.from_json(row[0])
-                self._memory[key] = hit
+                self._memory.put(key, hit)
         return hit
 
     async def _remember(self, key: str, outcome: DryLoadOutcome) -> None:
-        if len(self._memory) >= MEMORY_CACHE_ENTRIES:
-            self._memory.clear()  # cheap to refill from SQLite
-        self._memory[key] = outcome
+        self._memory.put(key, outcome)
         if self.store is not None:
             await self.store.http_cache_put(key, outcome.to_json(), time.time())
 

@@ -10,7 +10,8 @@ from typing import Any
 from bot.core.engine import HostMemory
 from bot.core.host_model import CPU, METAL_SOURCE, Host, describe_host
 
-__all__ = ["METAL_SOURCE", "gpu_memory", "host_memory", "machine_name", "physical_memory_bytes", "this_host"]
+__all__ = ["METAL_SOURCE", "device_label", "gpu_memory", "host_memory", "machine_name", "physical_memory_bytes",
+           "this_host"]
 
 
 def this_host(budget_gb: float = 0.0) -> Host:
@@ -22,6 +23,11 @@ def this_host(budget_gb: float = 0.0) -> Host:
 def machine_name() -> str:
     """How messages name the machine canrun runs on: "this Mac", "this machine's GPU (NVIDIA H200)", ..."""
     return this_host().name
+
+
+def device_label() -> str:
+    """This host's device as trials record it: "Apple M3 Max (Metal)", "NVIDIA H200 (CUDA)", "x86_64 (CPU)"."""
+    return this_host().device_label
 
 
 def host_memory(budget_gb: float = 0.0) -> HostMemory:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from bot.core import chips
+from bot.services.host import device_label
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +42,6 @@ def mac_facts() -> dict[str, str]:
         log.info("sysctl gave no answer: %s", e)
         return {}
     return chips.parse_sysctl(done.stdout)  # exits 1 when one name is unknown, having printed the others
-
-
-def device_label() -> str:
-    """The device as the trial worker names it in its results, so trials and estimates match up."""
-    try:
-        import mlx.core as mx
-
-        name = mx.device_info().get("device_name") or platform.machine()
-        if mx.default_device().type != mx.DeviceType.gpu:
-            backend = "CPU"
-        else:
-            backend = "Metal" if mx.metal.is_available() else "CUDA"
-        return f"{name} ({backend})"
-    except Exception:  # noqa: BLE001 - no mlx: the machine's own name
-        return f"{platform.machine()} (CPU)"
 
 
 def probe_bandwidth(nbytes: int = PROBE_BYTES, repeats: int = PROBE_REPEATS) -> float:

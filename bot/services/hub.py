@@ -20,11 +20,11 @@ import threading
 import logging
 import random
 import time
-from collections import OrderedDict
 from fnmatch import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
@@ -39,6 +39,7 @@ from huggingface_hub.errors import (
 from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoFile, RepoMetadata, Tensor
 from bot.core.verdicts import GATED, NOT_FOUND
 from bot.services.daemon_threads import DaemonRunner, parallel_map
+from bot.services.memo import RecentCache, SingleFlight
 from bot.services.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_BACKOFF_SECONDS = 10.0
 SIDE_FILES = ("tokenizer_config.json", "hf_quant_config.json")
 MEMORY_CACHE_ENTRIES = 512  # hot repos answer from memory; SQLite keeps the rest across restarts
+SEARCH_CACHE_ENTRIES, SEARCH_TTL_SECONDS = 1000, 600.0  # searches are cheap to redo: memory only
 
 
 class HubUnavailable(RuntimeError):
@@ -92,10 +94,14 @@ class HubService:
         self.clock = clock
         self.api = HfApi(endpoint=settings.endpoint, token=settings.token or False)
         self.identity = token_identity(settings.token)  # part of every cache key
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
-        self._memory: OrderedDict[tuple[str, str], tuple[dict[str, Any], float]] = OrderedDict()
+        self._fetches: SingleFlight[tuple[str, str], dict[str, Any]] = SingleFlight(
+            lambda: HubUnavailable("the request to Hugging Face was interrupted"))
+        # (payload, fetched_at) by (repo, revision#identity), fresh for the cache TTL from when it was fetched.
+        self._memory: RecentCache[tuple[str, str], tuple[dict[str, Any], float]] = RecentCache(
+            MEMORY_CACHE_ENTRIES, settings.cache_ttl_seconds, clock)
         self.upstream_fetches = 0  # full fetch sets started (for benchmarks and tests)
-        self._search_cache: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
+        self._searches: RecentCache[tuple, list[dict[str, Any]]] = RecentCache(
+            SEARCH_CACHE_ENTRIES, SEARCH_TTL_SECONDS, clock)
         self._threads = DaemonRunner(settings.max_concurrent_fetches, "hub")
         self._local = threading.local()  # the deadline of the operation a thread works for
 
@@ -109,7 +115,7 @@ class HubService:
 
         try:
             return await asyncio.wait_for(self._threads.run(with_deadline), self.settings.deadline_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HubUnavailable(
                 f"Hugging Face did not answer within {self.settings.deadline_seconds:.0f} s ([hub] deadline_seconds)"
             ) from None
@@ -119,13 +125,13 @@ class HubService:
 
     async def list_models(
         self, *, search: str | None = None, author: str | None = None, filter: str | None = None,
-        limit: int = 20, ttl: float = 600.0,
+        limit: int = 20,
     ) -> list[dict[str, Any]]:
         """Model search, most downloaded first, as plain dicts {id, downloads, tags}. Cached in memory."""
         key = (search, author, filter, limit)
-        hit = self._search_cache.get(key)
-        if hit is not None and self.clock() - hit[0] < ttl:
-            return hit[1]
+        hit = self._searches.get(key)
+        if hit is not None:
+            return hit
 
         def call() -> list[dict[str, Any]]:
             models = self.api.list_models(search=search, author=author, filter=filter, sort="downloads", limit=limit)
@@ -135,9 +141,7 @@ class HubService:
             result = await self._in_thread(self._retrying, call)
         except HfHubHTTPError as e:
             raise HubUnavailable(f"model search failed: {_short(e)}") from e
-        if len(self._search_cache) > 1000:  # bounded: searches are cheap to redo
-            self._search_cache.clear()
-        self._search_cache[key] = (self.clock(), result)
+        self._searches.put(key, result)
         return result
 
     async def fetch(self, repo_id: str, revision: str | None = None, *, refresh: bool = False) -> RepoMetadata:
@@ -153,35 +157,20 @@ class HubService:
             cached = self._memory.get(key)
             if cached is None and self.store is not None:
                 cached = await self.store.cache_get(repo_id, key[1])
-            if cached is not None and self.clock() - cached[1] < self.settings.cache_ttl_seconds:
-                self._remember(key, *cached)
+                if cached is not None:  # the memory cache judges its age: None when it is too old
+                    self._memory.put(key, cached, stored_at=cached[1])
+                    cached = self._memory.get(key)
+            if cached is not None:
                 return {**cached[0], "fetched_at": cached[1]}
-        existing = self._inflight.get(key)
-        if existing is not None:
-            return await asyncio.shield(existing)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            payload = await self._fetch_upstream(repo_id, revision)
-            fetched_at = self.clock()
-            if self.store is not None:
-                await self.store.cache_put(repo_id, key[1], payload, fetched_at)
-            self._remember(key, payload, fetched_at)
-            payload = {**payload, "fetched_at": fetched_at}
-            future.set_result(payload)
-            return payload
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
-        finally:
-            del self._inflight[key]
+        return await self._fetches.run(key, lambda: self._fetch_and_store(key, repo_id, revision))
 
-    def _remember(self, key: tuple[str, str], payload: dict[str, Any], fetched_at: float) -> None:
-        self._memory[key] = (payload, fetched_at)
-        self._memory.move_to_end(key)
-        while len(self._memory) > MEMORY_CACHE_ENTRIES:
-            self._memory.popitem(last=False)
+    async def _fetch_and_store(self, key: tuple[str, str], repo_id: str, revision: str | None) -> dict[str, Any]:
+        payload = await self._fetch_upstream(repo_id, revision)
+        fetched_at = self.clock()
+        if self.store is not None:
+            await self.store.cache_put(repo_id, key[1], payload, fetched_at)
+        self._memory.put(key, (payload, fetched_at), stored_at=fetched_at)
+        return {**payload, "fetched_at": fetched_at}
 
     async def _fetch_upstream(self, repo_id: str, revision: str | None) -> dict[str, Any]:
         self.upstream_fetches += 1

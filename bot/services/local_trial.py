@@ -10,16 +10,15 @@ The trial is not recorded in the `trials` table: see `canrun trial --help` and t
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.engine import HostMemory
 from bot.core.trial_policy import GB, refusal
 from bot.core.verdicts import Verdict
 from bot.services.model_cache import ModelCache, ModelCacheFull
-from bot.services.trial_runner import (
-    CANCELLED, FAILED, ProgressCallback, SpareWorker, TrialOutcome, TrialProcess, TrialSpec, start_trial,
-)
+from bot.core.trial_outcome import CANCELLED, FAILED, TrialOutcome
+from bot.services.trial_runner import ProgressCallback, SpareWorker, TrialProcess, TrialSpec, start_trial
 from bot.services.trial_settings import trial_limits, trial_policy
 from bot.services.trial_slot import SlotAbandoned, trial_slot
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from huggingface_hub.file_download import repo_folder_name
 
-from bot.render.units import human_bytes
+from bot.core.units import human_bytes
 
 REPO_PREFIX = "models--"
 LEASES_DIR = ".canrun-leases"  # one locked file per model in use: <repo folder>@<random>

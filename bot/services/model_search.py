@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 
 from bot.core.repo_id import RepoIdError, parse_repo
 from bot.services.hub import HubService, HubUnavailable
+from bot.services.memo import RecentCache, SingleFlight
 
 log = logging.getLogger(__name__)
 MAX_RESULTS = 25
@@ -22,8 +22,9 @@ class ModelSearch:
     def __init__(self, hub: HubService, timeout: float = 2.0):
         self.hub = hub
         self.timeout = timeout
-        self._cache: OrderedDict[str, list[str]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[list[str]]] = {}
+        self._cache: RecentCache[str, list[str]] = RecentCache(CACHE_ENTRIES)
+        self._searches: SingleFlight[str, list[str]] = SingleFlight(
+            lambda: HubUnavailable("the model search was interrupted"))
 
     async def complete(self, text: str) -> list[str]:
         text = text.strip()
@@ -32,31 +33,23 @@ class ModelSearch:
         if len(query) < 2:
             return [pasted] if pasted else []
         key = query.lower()
-        if key in self._cache:
-            found = self._cache[key]
-        else:
-            task = self._inflight.get(key)
-            if task is None:
-                task = self._inflight[key] = asyncio.create_task(self._search(key, query))
-                task.add_done_callback(_consume_error)  # a late failure is only logged
+        found = self._cache.get(key)
+        if found is None:
+            # In a task of its own, so that a search past the timeout goes on and fills the cache.
+            task = asyncio.ensure_future(self._searches.run(key, lambda: self._search(key, query)))
+            task.add_done_callback(_consume_error)  # a late failure is only logged
             try:
                 found = await asyncio.wait_for(asyncio.shield(task), self.timeout)
-            except (asyncio.TimeoutError, HubUnavailable):
+            except (TimeoutError, HubUnavailable):
                 found = self._from_cache(key)
         ids = ([pasted] if pasted else []) + [r for r in found if r != pasted]
         return ids[:MAX_RESULTS]
 
     async def _search(self, key: str, query: str) -> list[str]:
-        try:
-            models = await self.hub.list_models(search=query, limit=MAX_RESULTS)
-            ids = [m["id"] for m in models]
-            self._cache[key] = ids
-            self._cache.move_to_end(key)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-            return ids
-        finally:
-            self._inflight.pop(key, None)
+        models = await self.hub.list_models(search=query, limit=MAX_RESULTS)
+        ids = [m["id"] for m in models]
+        self._cache.put(key, ids)
+        return ids
 
     def _from_cache(self, key: str) -> list[str]:
         """Results of the longest cached prefix of this query that still match it."""

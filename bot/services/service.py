@@ -1,41 +1,24 @@
 """`canrun service`: the bot as a per-user service, a LaunchAgent on macOS and a systemd user unit on Linux.
 
 What both need from the configuration is a ServiceSpec (bot/core/service_files.py); the platform modules write
-the file and drive launchctl / systemctl through one CommandRunner.
+the file and drive launchctl / systemctl through one CommandRunner, and report a ServiceStatus
+(service_status.py, which they share without importing this module).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import Config
 from bot.core.service_files import ServiceSpec
 from bot.services.command_runner import CommandRunner, run_command
+from bot.services.service_status import ServiceError
 
 SERVICE_LOG = "service.log"  # launchd's stdout and stderr, next to canrun's own log
 ENV_FILE = Path(".config/canrun/environment")  # under the home folder: headless Linux's token, written by its owner
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-
-
-class ServiceError(Exception):
-    """Something the owner can fix; the message says what. `usage` errors exit 2, the others 1."""
-
-    def __init__(self, message: str, usage: bool = False) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-
-@dataclass
-class ServiceStatus:
-    installed: bool
-    running: bool = False
-    pid: int | None = None
-    since: str | None = None  # when it started, as the system tool says it
-    detail: str = ""  # e.g. "last exit code 1", "restarted 3 times"
-    log_tail: list[str] = field(default_factory=list)
 
 
 def service_spec(config: Config, config_file: Path | None, home: Path) -> ServiceSpec:
@@ -70,26 +53,6 @@ def service_manager(system: str, spec: ServiceSpec, home: Path, run: CommandRunn
 
         return SystemdUserUnit(spec, home, run)
     raise ServiceError(f"canrun service knows macOS (launchd) and Linux (systemd), not {system}", usage=True)
-
-
-def env_file_has(path: Path, name: str) -> bool:
-    """Whether the environment file sets `name` (its value is not read into anything)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    return any(line.strip().startswith(f"{name}=") and line.strip() != f"{name}=" for line in lines)
-
-
-def tail(path: Path, lines: int) -> list[str]:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:] if lines > 0 else []
 
 
 def _absolute(path: Path) -> Path:

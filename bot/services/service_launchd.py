@@ -10,7 +10,7 @@ from pathlib import Path
 from bot.core.service_files import LAUNCHD_LABEL, ServiceSpec, launch_agent_plist
 from bot.services.command_runner import CommandRunner
 from bot.services.keychain import in_keychain
-from bot.services.service import ServiceError, ServiceStatus, tail
+from bot.services.service_status import ServiceError, ServiceStatus, tail
 
 NO_TOKEN = ("DISCORD_TOKEN is not in the keychain, and a LaunchAgent does not see this shell's environment: "
             "store it first with `canrun secrets set DISCORD_TOKEN`")

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.core.service_files import SYSTEMD_UNIT, ServiceSpec, systemd_unit
 from bot.services.command_runner import CommandRunner
 from bot.services.keychain import in_keychain
-from bot.services.service import ServiceError, ServiceStatus, env_file_has
+from bot.services.service_status import ServiceError, ServiceStatus, env_file_has
 
 SHOW = ("ActiveState", "SubState", "MainPID", "ActiveEnterTimestamp", "NRestarts", "Result")
 

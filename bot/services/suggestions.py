@@ -31,6 +31,7 @@ class SuggestionService:
         self.github = github
         self.mlx_lm_repo = mlx_lm_repo
         self.timeout = timeout
+        self.hub_url = hub.settings.endpoint.rstrip("/")  # links point at the hub that answered: [hub] endpoint
 
     async def suggest(self, v: Verdict) -> SuggestionResult:
         result = SuggestionResult()
@@ -43,7 +44,7 @@ class SuggestionService:
         for source, job in jobs:
             try:
                 result.suggestions.extend(await asyncio.wait_for(job, self.timeout))
-            except (asyncio.TimeoutError, GitHubUnavailable, HubUnavailable) as e:
+            except (TimeoutError, GitHubUnavailable, HubUnavailable) as e:
                 log.info("suggestions from %s unavailable for %s: %s", source, v.repo, e)
                 if source not in result.unavailable:
                     result.unavailable.append(source)
@@ -96,14 +97,14 @@ class SuggestionService:
         if not candidates:
             candidates = await self.hub.list_models(author=suggest.MLX_COMMUNITY, search=suggest.name_query(v.repo))
         prefer_small = v.verdict == "loads"
-        return suggest.rank_conversions(candidates, prefer_small=prefer_small)
+        return suggest.rank_conversions(candidates, prefer_small=prefer_small, hub_url=self.hub_url)
 
     async def _base_model(self, base: str) -> list[Suggestion]:
-        out = [Suggestion("base_model", f"Original model: {base}", f"{suggest.HF}/{base}")]
+        out = [Suggestion("base_model", f"Original model: {base}", f"{self.hub_url}/{base}")]
         try:
             base_meta = await self.hub.fetch(base)
         except RepoInaccessible:
             return out
         if base_meta.weight_files:
-            out.append(suggest.convert_suggestion(base))
+            out.append(suggest.convert_suggestion(base, self.hub_url))
         return out

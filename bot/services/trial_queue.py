@@ -14,12 +14,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
+from bot.core.repo_id import DEFAULT_BRANCH, HUB_URL, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
-from bot.services.trial_runner import SpareWorker, TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
+from bot.core.trial_outcome import TrialOutcome, TrialProgress
+from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, start_trial
 from bot.services.trial_slot import trial_slot
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class QueueSettings:
     per_user_queued: int = 2
     queued_ttl_seconds: float = 6 * 3600
     limits: TrialLimits = TrialLimits()
-    endpoint: str = "https://huggingface.co"
+    endpoint: str = HUB_URL
     hf_token: str | None = None
     cache_dir: Path = Path(".canrun/models")
     # Keep a worker started ahead while no trial runs (trial_runner.SpareWorker); the bot sets it from

@@ -17,13 +17,14 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import bot
+from bot.core.trial_outcome import CANCELLED, FAILED, SUCCEEDED, TIMED_OUT, TrialOutcome, TrialProgress
 
 log = logging.getLogger(__name__)
 
-SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "timed_out"
 HUNG = "hung"  # not a status: the worker closed its output but did not exit, so it was killed
 STDERR_TAIL_CHARS = 800
 EXIT_GRACE_SECONDS = 10.0  # a worker that closed its stdout gets this long to exit by itself before it is killed
@@ -76,26 +77,6 @@ class TrialLimits:
     def seconds_for(self, phase: str | None) -> float:
         """The limit of a phase; the worker's start, before it names a phase, counts as the download."""
         return {"load": self.load_seconds, "generate": self.generate_seconds}.get(phase or "", self.download_seconds)
-
-
-@dataclass
-class TrialProgress:
-    phase: str
-    bytes_done: int = 0
-    bytes_total: int = 0
-    bytes_present: int = 0  # of bytes_done, those on disk before the trial (nothing to fetch for them)
-    tokens: int = 0
-    load_seconds: float | None = None
-
-
-@dataclass
-class TrialOutcome:
-    status: str  # SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
-    phase: str | None  # the phase the trial ended in (None: the worker died before naming one)
-    error: str | None
-    duration_seconds: float
-    result: dict[str, Any]  # the worker's result fields; after a failure only what is known, e.g. load_seconds
-    reported: bool = False  # a failure the worker itself reported (e.g. mlx-lm raised), not a death or a kill
 
 
 ProgressCallback = Callable[[TrialProgress], Awaitable[None] | None]
@@ -156,7 +137,7 @@ class SpareWorker:
 
     async def prepare(self, spec: TrialSpec) -> None:
         """Have a spare ready for trials like `spec` (its repo, prompt and size do not matter)."""
-        env = _worker_env(spec)
+        env = worker_env(spec)
         if self._process is not None and self._process.returncode is None and self._env == env:
             return
         await self.close()
@@ -179,7 +160,7 @@ class SpareWorker:
             return False
         try:
             line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return _parse(line).get("event") == "ready"
 
@@ -331,7 +312,7 @@ def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.execu
     """A trial ready to run; the worker process starts with `run()`, or the spare takes the job if it fits."""
     job = {"repo": spec.repo_id, "revision": spec.revision, "prompt": spec.prompt, "max_tokens": spec.max_tokens,
            "cache_dir": str(spec.cache_dir.resolve()), "endpoint": spec.endpoint}
-    return TrialProcess(_worker_argv(spec, python), _worker_env(spec), limits, job=job, spare=spare)
+    return TrialProcess(_worker_argv(spec, python), worker_env(spec), limits, job=job, spare=spare)
 
 
 def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
@@ -345,7 +326,7 @@ def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
     return argv
 
 
-def _worker_env(spec: TrialSpec) -> dict[str, str]:
+def worker_env(spec: TrialSpec) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key in WORKER_ENV_NAMES or key.startswith(WORKER_ENV_PREFIXES)}
     if spec.hf_token:
@@ -384,7 +365,7 @@ async def _notify(on_progress: ProgressCallback, progress: TrialProgress) -> Non
 async def _exits_within(process: asyncio.subprocess.Process, seconds: float) -> bool:
     try:
         await asyncio.wait_for(process.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("trial worker %s closed its output but did not exit: killing it", process.pid)
         return False
     return True

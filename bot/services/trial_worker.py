@@ -32,14 +32,14 @@ import gc
 import io
 import json
 import os
-import platform
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import huggingface_hub.constants
 from huggingface_hub import HfApi, snapshot_download
@@ -315,20 +315,14 @@ def prompt_tokens(tokenizer: Any, prompt: str) -> list[int]:
     return tokenizer.encode(prompt)
 
 
-def _backend(mx: Any) -> str:
-    """What MLX computes with: "Metal" or "CUDA" for the GPU, else "CPU"."""
-    if mx.default_device().type != mx.DeviceType.gpu:
-        return "CPU"
-    return "Metal" if mx.metal.is_available() else "CUDA"
-
-
 def _machine() -> dict[str, str]:
     import mlx.core as mx
     import mlx_lm
 
-    name = mx.device_info().get("device_name") or platform.machine()
+    from bot.services.host import device_label
+
     return {
-        "device": f"{name} ({_backend(mx)})",
+        "device": device_label(),  # as the bot's speed estimates name this host
         "mlx_version": mx.__version__,
         "mlx_lm_version": mlx_lm.__version__,
     }

@@ -45,7 +45,7 @@ def shards(tensors: headers.Tensors, parts: int = 1) -> dict[str, FakeFile]:
     pieces = headers.split(tensors, parts)
     files = {f"model-{i:05d}-of-{len(pieces):05d}.safetensors": safetensors_file(p) for i, p in enumerate(pieces, 1)}
     files["model.safetensors.index.json"] = {"metadata": {}, "weight_map": {
-        name: shard for shard, piece in zip(files, pieces) for name in piece}}
+        name: shard for shard, piece in zip(files, pieces, strict=True) for name in piece}}
     return files
 
 

@@ -21,7 +21,7 @@ from bot.discord.trial_render import trial_embed
 from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 from bot.services.trial_queue import Trial, TrialRefused
-from bot.services.trial_runner import TrialProgress
+from bot.core.trial_outcome import TrialProgress
 
 if TYPE_CHECKING:
     from bot.discord.app import CanrunBot

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import aiosqlite
 
 from bot.core.scoring import probability_of_loads
-from bot.services.predictions.records import HistoryEntry, Prediction, Refused, _all, _now, _one, _record
-from bot.services.predictions.rounds import _load_round
+from bot.services.predictions.records import (
+    HistoryEntry, Prediction, Refused, at_or_now, fetch_all, fetch_one, record_history,
+)
+from bot.services.predictions.rounds import load_round
 from bot.services.predictions.sightings import VERDICT_SIGHTINGS, SeenCallable, SightingSource, seen_at
 from bot.services.store import Store
 
@@ -19,17 +21,17 @@ async def place_prediction(store: Store, *, guild_id: int, user_id: int, repo_id
                            also_seen: SeenCallable | None = None, at: float | None = None) -> Prediction:
     """Place or change the member's live prediction on a repo (in a round, or outside rounds)."""
     probability_of_loads(will_load, confidence)  # validates the confidence
-    at = _now(at)
+    at = at_or_now(at)
     # Sightings recorded after `at` carry a later time, so looking before the transaction misses nothing.
     seen = await seen_at(store, user_id, repo_id, sources=sources, also_seen=also_seen)
     peeked = seen is not None and seen <= at
     async with store.transaction() as db:
-        if await _one(db, "SELECT 1 FROM repo_locks WHERE repo_id = ?", (repo_id,)):
+        if await fetch_one(db, "SELECT 1 FROM repo_locks WHERE repo_id = ?", (repo_id,)):
             raise Refused(f"A trial of {repo_id} is running: predictions on it are locked.")
         if round_id is not None:
             await _check_round_takes(db, round_id, guild_id, repo_id, at)
-        row = await _one(db, "SELECT * FROM predictions WHERE guild_id = ? AND user_id = ? AND repo_id = ?"
-                             " AND round_id IS ?", (guild_id, user_id, repo_id, round_id))
+        row = await fetch_one(db, "SELECT * FROM predictions WHERE guild_id = ? AND user_id = ? AND repo_id = ?"
+                                  " AND round_id IS ?", (guild_id, user_id, repo_id, round_id))
         if row is None:
             cur = await db.execute(
                 "INSERT INTO predictions (guild_id, user_id, repo_id, round_id, will_load, confidence, status,"
@@ -45,20 +47,20 @@ async def place_prediction(store: Store, *, guild_id: int, user_id: int, repo_id
             await db.execute("UPDATE predictions SET will_load = ?, confidence = ?, peeked = MAX(peeked, ?),"
                              " updated_at = ? WHERE id = ?", (will_load, confidence, peeked, at, current.id))
             prediction_id, change = current.id, "changed"
-        await _record(db, [prediction_id], change, at)
-        return Prediction.from_row(await _one(db, "SELECT * FROM predictions WHERE id = ?", (prediction_id,)))
+        await record_history(db, [prediction_id], change, at)
+        return Prediction.from_row(await fetch_one(db, "SELECT * FROM predictions WHERE id = ?", (prediction_id,)))
 
 
 async def get_prediction(store: Store, guild_id: int, user_id: int, repo_id: str,
                          round_id: int | None = None) -> Prediction | None:
-    row = await _one(store.conn, "SELECT * FROM predictions WHERE guild_id = ? AND user_id = ? AND repo_id = ?"
-                                 " AND round_id IS ?", (guild_id, user_id, repo_id, round_id))
+    row = await fetch_one(store.conn, "SELECT * FROM predictions WHERE guild_id = ? AND user_id = ? AND repo_id = ?"
+                                      " AND round_id IS ?", (guild_id, user_id, repo_id, round_id))
     return Prediction.from_row(row) if row else None
 
 
 async def prediction_history(store: Store, prediction_id: int) -> list[HistoryEntry]:
-    rows = await _all(store.conn, "SELECT change, will_load, confidence, status, peeked, outcome, points, at"
-                                  " FROM prediction_history WHERE prediction_id = ? ORDER BY id", (prediction_id,))
+    rows = await fetch_all(store.conn, "SELECT change, will_load, confidence, status, peeked, outcome, points, at"
+                                       " FROM prediction_history WHERE prediction_id = ? ORDER BY id", (prediction_id,))
     return [HistoryEntry(r["change"], bool(r["will_load"]), r["confidence"], r["status"], bool(r["peeked"]),
                          None if r["outcome"] is None else bool(r["outcome"]), r["points"], r["at"]) for r in rows]
 
@@ -73,7 +75,7 @@ def _not_open_reason(p: Prediction) -> str:
 
 async def _check_round_takes(db: aiosqlite.Connection, round_id: int, guild_id: int, repo_id: str,
                              at: float) -> None:
-    rnd = await _load_round(db, round_id)
+    rnd = await load_round(db, round_id)
     if rnd is None or rnd.guild_id != guild_id:
         raise Refused("There is no such round here.")
     if rnd.status != "open" or (rnd.closes_at is not None and at >= rnd.closes_at):
@@ -88,32 +90,32 @@ async def _check_round_takes(db: aiosqlite.Connection, round_id: int, guild_id: 
 async def lock_repo(store: Store, repo_id: str, *, at: float | None = None) -> int:
     """A trial of the repo started: lock its open predictions in every guild (a trial's result is the same
     everywhere) and refuse new ones until unlock_repo. Returns how many were locked."""
-    at = _now(at)
+    at = at_or_now(at)
     async with store.transaction() as db:
         await db.execute("INSERT OR REPLACE INTO repo_locks (repo_id, locked_at) VALUES (?, ?)", (repo_id, at))
-        rows = await _all(db, "UPDATE predictions SET status = 'locked', locked_at = ?"
-                              " WHERE repo_id = ? AND status = 'open' RETURNING id", (at, repo_id))
-        await _record(db, [r["id"] for r in rows], "locked", at)
+        rows = await fetch_all(db, "UPDATE predictions SET status = 'locked', locked_at = ?"
+                                   " WHERE repo_id = ? AND status = 'open' RETURNING id", (at, repo_id))
+        await record_history(db, [r["id"] for r in rows], "locked", at)
     return len(rows)
 
 
 async def unlock_repo(store: Store, repo_id: str, *, at: float | None = None) -> int:
     """The trial ended: accept predictions again, and reopen those it locked that are still unsettled
     (unless their round has closed meanwhile). Returns how many reopened."""
-    at = _now(at)
+    at = at_or_now(at)
     async with store.transaction() as db:
         await db.execute("DELETE FROM repo_locks WHERE repo_id = ?", (repo_id,))
-        rows = await _all(db, "UPDATE predictions SET status = 'open', locked_at = NULL"
-                              " WHERE repo_id = ? AND status = 'locked'"
-                              " AND (round_id IS NULL OR round_id IN (SELECT id FROM rounds WHERE status = 'open'))"
-                              " RETURNING id", (repo_id,))
-        await _record(db, [r["id"] for r in rows], "unlocked", at)
+        rows = await fetch_all(db, "UPDATE predictions SET status = 'open', locked_at = NULL"
+                                   " WHERE repo_id = ? AND status = 'locked' AND (round_id IS NULL"
+                                   " OR round_id IN (SELECT id FROM rounds WHERE status = 'open'))"
+                                   " RETURNING id", (repo_id,))
+        await record_history(db, [r["id"] for r in rows], "unlocked", at)
     return len(rows)
 
 
 async def release_stale_locks(store: Store, *, at: float | None = None) -> list[str]:
     """At start no trial is running yet, so any repo lock was left by a process that died mid-trial."""
-    rows = await _all(store.conn, "SELECT repo_id FROM repo_locks ORDER BY repo_id")
+    rows = await fetch_all(store.conn, "SELECT repo_id FROM repo_locks ORDER BY repo_id")
     for row in rows:
         await unlock_repo(store, row["repo_id"], at=at)
     return [r["repo_id"] for r in rows]

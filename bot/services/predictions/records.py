@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Collection, Literal, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -159,16 +160,16 @@ class MemberStats:
     rank: int | None  # None below min_settled
 
 
-def _now(at: float | None) -> float:
+def at_or_now(at: float | None) -> float:
     return time.time() if at is None else at
 
 
-def _check_source(source: str) -> None:
+def check_source(source: str) -> None:
     if source not in SOURCES:
         raise ValueError(f"source must be 'trial' or 'verdict', got {source!r}")
 
 
-async def _record(db: aiosqlite.Connection, prediction_ids: Collection[int], change: str, at: float) -> None:
+async def record_history(db: aiosqlite.Connection, prediction_ids: Collection[int], change: str, at: float) -> None:
     """Append the current state of these predictions to their history."""
     if prediction_ids:
         await db.execute(
@@ -177,11 +178,11 @@ async def _record(db: aiosqlite.Connection, prediction_ids: Collection[int], cha
             " WHERE id IN (SELECT value FROM json_each(?))", (change, at, json.dumps(list(prediction_ids))))
 
 
-async def _one(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+async def fetch_one(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
     async with conn.execute(sql, args) as cur:
         return await cur.fetchone()
 
 
-async def _all(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+async def fetch_all(conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
     async with conn.execute(sql, args) as cur:
         return list(await cur.fetchall())

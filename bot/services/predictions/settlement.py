@@ -4,13 +4,16 @@ leaderboard totals that follow."""
 from __future__ import annotations
 
 import json
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import aiosqlite
 
 from bot.core.scoring import brier_points, group_relative_points, probability_of_loads
-from bot.services.predictions.records import ALL_TIME, Settlement, Source, _all, _check_source, _now, _record
-from bot.services.predictions.seasons import _season_at
+from bot.services.predictions.records import (
+    ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
+)
+from bot.services.predictions.seasons import season_at
 from bot.services.store import Store
 
 
@@ -20,12 +23,12 @@ async def settle_repo(store: Store, guild_id: int | None, repo_id: str, outcome:
     the repo happened at `at`. Settles the outside-round predictions last changed before it; a trial also
     confirms or re-settles (once) verdict-based settlements, rounds included. Idempotent: calling it again
     with the same arguments changes nothing."""
-    _check_source(source)
-    at = _now(at)
+    check_source(source)
+    at = at_or_now(at)
     async with store.transaction() as db:
         if guild_id is None:
-            guilds = [r[0] for r in await _all(db, "SELECT DISTINCT guild_id FROM predictions WHERE repo_id = ?",
-                                               (repo_id,))]
+            guilds = [r[0] for r in await fetch_all(db, "SELECT DISTINCT guild_id FROM predictions WHERE repo_id = ?",
+                                                    (repo_id,))]
         else:
             guilds = [guild_id]
         done = [await _settle_in_guild(db, guild, repo_id, outcome, source, at) for guild in guilds]
@@ -38,31 +41,31 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
     users: set[int] = set()
     confirmed = resettled = 0
     if source == "trial":
-        provisional = await _all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ?"
-                                     " AND status = 'settled' AND settled_by = 'verdict' AND settled_at <= ?",
-                                 (repo_id, guild_id, at))
+        provisional = await fetch_all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ?"
+                                          " AND status = 'settled' AND settled_by = 'verdict' AND settled_at <= ?",
+                                      (repo_id, guild_id, at))
         agree = [r for r in provisional if bool(r["outcome"]) == outcome]
         overturn = [r for r in provisional if bool(r["outcome"]) != outcome]
         await _confirm(db, agree, at)
-        await _score(db, overturn, outcome, "trial", at, resettle=True)
+        await score_rows(db, overturn, outcome, "trial", at, resettle=True)
         await _round_repos_follow_trial(db, guild_id, repo_id, outcome, at)
         confirmed, resettled = len(agree), len(overturn)
         groups |= {r["round_id"] for r in overturn}
         users |= {r["user_id"] for r in overturn}
-    due = await _all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ? AND round_id IS NULL"
-                         " AND status IN ('open', 'locked') AND updated_at < ?", (repo_id, guild_id, at))
-    await _score(db, due, outcome, source, at, season_id=await _season_at(db, guild_id, at))
+    due = await fetch_all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ? AND round_id IS NULL"
+                              " AND status IN ('open', 'locked') AND updated_at < ?", (repo_id, guild_id, at))
+    await score_rows(db, due, outcome, source, at, season_id=await season_at(db, guild_id, at))
     if due:
         groups.add(None)
         users |= {r["user_id"] for r in due}
     for round_id in groups:
-        users |= await _refresh_group(db, guild_id, repo_id, round_id)
-    await _refresh_standings(db, guild_id, users)
+        users |= await refresh_group(db, guild_id, repo_id, round_id)
+    await refresh_standings(db, guild_id, users)
     return Settlement(len(due), confirmed, resettled)
 
 
-async def _score(db: aiosqlite.Connection, rows: Sequence[Any], outcome: bool, source: str, at: float, *,
-                 season_id: int | None = None, resettle: bool = False) -> None:
+async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], outcome: bool, source: str, at: float, *,
+                     season_id: int | None = None, resettle: bool = False) -> None:
     """Settle (or re-settle) these predictions. Points are exact hundredths (25 − k²/100), so rounding only
     removes float noise and equal totals compare equal."""
     if not rows:
@@ -72,11 +75,11 @@ async def _score(db: aiosqlite.Connection, rows: Sequence[Any], outcome: bool, s
               " relative_points = NULL")
     if resettle:  # the season stays the one of the first settlement
         await db.executemany(settle + ", resettled = 1 WHERE id = ?",
-                             [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows)])
+                             [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows, strict=True)])
     else:
         await db.executemany(settle + ", season_id = ? WHERE id = ?",
-                             [(outcome, source, at, p, season_id, r["id"]) for p, r in zip(points, rows)])
-    await _record(db, [r["id"] for r in rows], "resettled" if resettle else "settled", at)
+                             [(outcome, source, at, p, season_id, r["id"]) for p, r in zip(points, rows, strict=True)])
+    await record_history(db, [r["id"] for r in rows], "resettled" if resettle else "settled", at)
 
 
 def _points(will_load: bool, confidence: int, outcome: bool) -> float:
@@ -88,7 +91,7 @@ async def _confirm(db: aiosqlite.Connection, rows: Sequence[Any], at: float) -> 
     if ids:
         await db.execute("UPDATE predictions SET settled_by = 'trial' WHERE id IN (SELECT value FROM json_each(?))",
                          (json.dumps(ids),))
-        await _record(db, ids, "confirmed", at)
+        await record_history(db, ids, "confirmed", at)
 
 
 async def _round_repos_follow_trial(db: aiosqlite.Connection, guild_id: int, repo_id: str, outcome: bool,
@@ -100,18 +103,18 @@ async def _round_repos_follow_trial(db: aiosqlite.Connection, guild_id: int, rep
                      (outcome, repo_id, guild_id, at))
 
 
-async def _refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> set[int]:
+async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> set[int]:
     """Recompute the relative points of one group (guild, repo, round). Returns its members."""
-    rows = await _all(db, "SELECT id, user_id, points FROM predictions WHERE repo_id = ? AND guild_id = ?"
-                          " AND round_id IS ? AND status = 'settled' AND points IS NOT NULL",
-                      (repo_id, guild_id, round_id))
+    rows = await fetch_all(db, "SELECT id, user_id, points FROM predictions WHERE repo_id = ? AND guild_id = ?"
+                               " AND round_id IS ? AND status = 'settled' AND points IS NOT NULL",
+                           (repo_id, guild_id, round_id))
     relative = group_relative_points([r["points"] for r in rows])
     await db.executemany("UPDATE predictions SET relative_points = ? WHERE id = ?",
-                         [(round(rel, 3), r["id"]) for rel, r in zip(relative, rows)])
+                         [(round(rel, 3), r["id"]) for rel, r in zip(relative, rows, strict=True)])
     return {r["user_id"] for r in rows}
 
 
-async def _refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Collection[int] | None) -> None:
+async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Collection[int] | None) -> None:
     """Recompute the leaderboard totals of these members (the whole guild's when None), all time and per season."""
     if users is not None and not users:
         return
@@ -131,4 +134,4 @@ async def _refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Col
 async def rebuild_standings(store: Store, guild_id: int) -> None:
     """Recompute every leaderboard total of a guild from its predictions (after a bulk import, or to check)."""
     async with store.transaction() as db:
-        await _refresh_standings(db, guild_id, None)
+        await refresh_standings(db, guild_id, None)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from bot.services.predictions.records import _one
+from bot.services.predictions.records import fetch_one
 from bot.services.store import Store
 
 
@@ -29,8 +29,8 @@ async def seen_at(store: Store, user_id: int, repo_id: str, *,
     """When this user first saw this repo's verdict or trial, in any guild; None if never."""
     times = []
     for s in sources:
-        row = await _one(store.conn, f"SELECT MIN({s.time_column}) FROM {s.table}"
-                                     f" WHERE {s.user_column} = ? AND {s.repo_column} = ?", (user_id, repo_id))
+        row = await fetch_one(store.conn, f"SELECT MIN({s.time_column}) FROM {s.table}"
+                                          f" WHERE {s.user_column} = ? AND {s.repo_column} = ?", (user_id, repo_id))
         times.append(row[0])
     if also_seen is not None:
         times.append(await also_seen(user_id, repo_id))
@@ -40,10 +40,11 @@ async def seen_at(store: Store, user_id: int, repo_id: str, *,
 async def shown_in_guild_at(store: Store, guild_id: int, repo_id: str) -> float | None:
     """When this repo's answer was first posted in public in this guild: a /canrun there (any member's) or a
     revealed round. Everyone in the guild could have seen it from then on."""
-    verdicts = await _one(store.conn, "SELECT MIN(created_at) FROM verdict_history WHERE repo_id = ?"
-                                      " AND guild_id = ? AND verdict NOT IN ('gated', 'not_found')",
-                          (repo_id, guild_id))
-    rounds = await _one(store.conn, "SELECT MIN(r.revealed_at) FROM rounds r JOIN round_repos rr ON rr.round_id = r.id"
-                                    " WHERE r.guild_id = ? AND rr.repo_id = ? AND r.revealed_at IS NOT NULL"
-                                    " AND rr.void_reason IS NULL", (guild_id, repo_id))
+    verdicts = await fetch_one(store.conn, "SELECT MIN(created_at) FROM verdict_history WHERE repo_id = ?"
+                                           " AND guild_id = ? AND verdict NOT IN ('gated', 'not_found')",
+                               (repo_id, guild_id))
+    rounds = await fetch_one(store.conn, "SELECT MIN(r.revealed_at) FROM rounds r"
+                                         " JOIN round_repos rr ON rr.round_id = r.id"
+                                         " WHERE r.guild_id = ? AND rr.repo_id = ? AND r.revealed_at IS NOT NULL"
+                                         " AND rr.void_reason IS NULL", (guild_id, repo_id))
     return min((t for t in (verdicts[0], rounds[0]) if t is not None), default=None)

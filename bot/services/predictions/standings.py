@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Sequence
 
-from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of
-from bot.services.predictions.records import ALL_TIME, LeaderboardPage, LeaderboardRow, MemberStats, _all, _one
+from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks
+from bot.services.predictions.records import (
+    ALL_TIME, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
+)
 from bot.services.store import Store
 
 
@@ -17,13 +18,13 @@ async def leaderboard(store: Store, guild_id: int, *, season_id: int | None = No
     if page < 1 or page_size < 1:
         raise ValueError("page and page_size start at 1")
     scope = (guild_id, season_id or ALL_TIME, min_settled)
-    count = await _one(store.conn, "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ?"
-                                   " AND settled >= ?", scope)
+    count = await fetch_one(store.conn, "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ?"
+                                        " AND settled >= ?", scope)
     offset = (page - 1) * page_size
-    rows = await _all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at"
-                                  " FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
-                                  " ORDER BY points DESC, reached_at, user_id LIMIT ? OFFSET ?",
-                      (*scope, page_size, offset))
+    rows = await fetch_all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at"
+                                       " FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
+                                       " ORDER BY points DESC, reached_at, user_id LIMIT ? OFFSET ?",
+                           (*scope, page_size, offset))
     return LeaderboardPage(
         [LeaderboardRow(offset + i, r["user_id"], r["points"], r["relative_points"], r["correct"] / r["settled"],
                         r["settled"], r["reached_at"]) for i, r in enumerate(rows, start=1)],
@@ -37,17 +38,17 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
     if season_id is not None:
         in_season, args = " AND season_id = ?", (guild_id, user_id, season_id)
     settled = f"FROM predictions WHERE guild_id = ? AND user_id = ? AND status = 'settled'{in_season}"
-    totals = await _one(store.conn, "SELECT ROUND(TOTAL(points), 2), ROUND(TOTAL(relative_points), 3),"
-                                    f" COUNT(*) - COUNT(points) {settled}", args)
+    totals = await fetch_one(store.conn, "SELECT ROUND(TOTAL(points), 2), ROUND(TOTAL(relative_points), 3),"
+                                         f" COUNT(*) - COUNT(points) {settled}", args)
     # A busy member has thousands of settled predictions but only 200 distinct (answer, confidence, outcome):
     # each comes back as one small integer code, so counting and the streaks run at C speed.
-    codes = [row[0] for row in await _all(
+    codes = [row[0] for row in await fetch_all(
         store.conn, f"SELECT (will_load * 2 + outcome) * 100 + confidence {settled} AND points IS NOT NULL"
                     " ORDER BY settled_at, id", args)]
     counts = {_decode(code): n for code, n in collections.Counter(codes).items()}
-    current, best = _streaks(codes)
-    pending = await _one(store.conn, "SELECT COUNT(*) FROM predictions WHERE guild_id = ? AND user_id = ?"
-                                     " AND status IN ('open', 'locked')", (guild_id, user_id))
+    current, best = streaks(map(_CORRECT.__getitem__, codes))
+    pending = await fetch_one(store.conn, "SELECT COUNT(*) FROM predictions WHERE guild_id = ? AND user_id = ?"
+                                          " AND status IN ('open', 'locked')", (guild_id, user_id))
     return MemberStats(
         user_id, season_id, len(codes), sum(n for f, n in counts.items() if f.correct), accuracy_of(counts),
         mean_brier_of(counts), totals[0], totals[1], calibration_of(counts), current, best, totals[2], pending[0],
@@ -59,14 +60,8 @@ def _decode(code: int) -> Forecast:
     return _forecast(kind >> 1, confidence, kind & 1)
 
 
-def _streaks(codes: Sequence[int]) -> tuple[int, int]:
-    """scoring.streaks over the codes (right: kind 0 or 3, i.e. will_load == outcome), with string operations:
-    a member may have thousands of settled predictions."""
-    runs = bytes(map(_RIGHT.__getitem__, codes)).split(b"0")
-    return len(runs[-1]), max(map(len, runs))
-
-
-_RIGHT = bytes(ord("1") if code // 100 in (0, 3) else ord("0") for code in range(400))  # code -> b"1" if right
+# code -> whether the prediction was right (kind 0 or 3, i.e. will_load == outcome)
+_CORRECT = tuple(code // 100 in (0, 3) for code in range(400))
 
 
 @functools.cache
@@ -77,12 +72,12 @@ def _forecast(will_load: int, confidence: int, outcome: int) -> Forecast:
 
 async def _rank(store: Store, guild_id: int, user_id: int, season_id: int | None, min_settled: int) -> int | None:
     scope = (guild_id, season_id or ALL_TIME)
-    me = await _one(store.conn, "SELECT points, reached_at, settled FROM standings WHERE guild_id = ?"
-                                " AND season_id = ? AND user_id = ?", (*scope, user_id))
+    me = await fetch_one(store.conn, "SELECT points, reached_at, settled FROM standings WHERE guild_id = ?"
+                                     " AND season_id = ? AND user_id = ?", (*scope, user_id))
     if me is None or me["settled"] < min_settled:
         return None
-    ahead = await _one(store.conn,
-                       "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
-                       " AND (points > ? OR (points = ? AND (reached_at, user_id) < (?, ?)))",
-                       (*scope, min_settled, me["points"], me["points"], me["reached_at"], user_id))
+    ahead = await fetch_one(store.conn,
+                            "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
+                            " AND (points > ? OR (points = ? AND (reached_at, user_id) < (?, ?)))",
+                            (*scope, min_settled, me["points"], me["points"], me["reached_at"], user_id))
     return ahead[0] + 1

@@ -18,20 +18,17 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401 - puts the checkout on sys.path
+import mlx_lm
 
-import mlx.core as mx  # noqa: E402
-import mlx_lm  # noqa: E402
-
-from bench.trial import PROMPT, SIZES, spread  # noqa: E402
-from bot.services import trial_worker  # noqa: E402
-from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model  # noqa: E402
+from bench.trial import PROMPT, SIZES, spread
+from bot.services import trial_worker
+from bot.services.host import device_label
+from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model
 
 REPS, MAX_TOKENS = 7, 256
 
@@ -69,7 +66,7 @@ def main(size: str, reps: int, max_tokens: int) -> dict:
         for name in ("plain", "worker") if i % 2 == 0 else ("worker", "plain"):
             sides[name].append(run[name]())
     plain, worker = (statistics.median(sides[n]) for n in ("plain", "worker"))
-    return {"params": params_of(files), "device": trial_worker._machine()["device"], "reps": reps,
+    return {"params": params_of(files), "device": device_label(), "reps": reps,
             "max_tokens": max_tokens, "plain_generation_tps": round(plain, 2), "worker_generation_tps": round(worker, 2),
             "plain_spread": round(spread(sides["plain"]), 3), "worker_spread": round(spread(sides["worker"]), 3),
             "generation_tps_ratio": round(worker / plain, 3),

@@ -172,3 +172,44 @@ def test_ranking_dedupes_and_keeps_only_mlx_community():
     for prefer_small, order in ((False, ["A-8bit", "A-4bit"]), (True, ["A-4bit", "A-8bit"])):
         ranked = rank_conversions(models, prefer_small=prefer_small, hub_url="https://hub.example")
         assert [s.url for s in ranked] == [f"https://hub.example/mlx-community/{name}" for name in order]
+
+
+# ---- what makes it fit: the smallest conversion that fits -------------------------------------------
+
+
+def _conversions(v):
+    return [(s["url"].rsplit("/", 1)[-1], s["detail"]) for s in v["suggestions"] if s["kind"] == "conversion"]
+
+
+def _with_budget(cli, tmp_path, gb):  # noqa: F811
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace("budget_gb = 16.0", f"budget_gb = {gb}"))
+
+
+def test_a_too_large_model_gets_the_conversions_that_fit_first_with_their_sizes(cli, tmp_path):  # noqa: F811
+    # Mistral 7B in bf16 (about 14.5 GB) on 8 GB: its 4-bit conversion (4 GB of weights) fits, the 8-bit (8 GB)
+    # does not, whatever their downloads.
+    _with_budget(cli, tmp_path, 8.0)
+    v = check_json(cli, "mistralai/Mistral-7B-v0.1")
+    assert v["memory"]["as_is"]["status"] == "too_large"
+    (first, first_detail), (second, second_detail) = _conversions(v)
+    assert first == "Mistral-7B-v0.1-4bit" and "fits here" in first_detail and " GB: " in first_detail
+    assert second == "Mistral-7B-v0.1-8bit" and "too large here" in second_detail
+
+
+def test_when_no_conversion_fits_each_says_so(cli, tmp_path):  # noqa: F811
+    _with_budget(cli, tmp_path, 4.0)
+    v = check_json(cli, "mistralai/Mistral-7B-v0.1")
+    details = [detail for _, detail in _conversions(v)]
+    assert details and all("too large here" in d for d in details)
+
+
+def test_conversion_fit_keeps_the_models_cache_and_the_budget():
+    from bot.core.memory import fit, need_bytes
+    from bot.core.suggest import conversion_fits
+
+    kv = 3 * 10**9
+    as_is = fit(need_bytes(16 * 10**9, kv), 20 * 10**9, 0.75)
+    fits = conversion_fits({"a": 4 * 10**9, "b": 12 * 10**9}, as_is=as_is, as_is_weights=16 * 10**9, fit_fraction=0.75)
+    assert fits["a"].need_bytes == need_bytes(4 * 10**9, kv) and fits["a"].status == "fits"
+    assert fits["b"].status == "tight" and fits["b"].budget_bytes == as_is.budget_bytes

@@ -10,8 +10,10 @@ import ast
 import re
 from typing import Any
 
+from bot.core import memory
+from bot.core.units import human_bytes
 from bot.core.verdicts import (
-    LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_QUANTIZATION, UNSUPPORTED_WEIGHTS, Suggestion, Verdict,
+    LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_QUANTIZATION, UNSUPPORTED_WEIGHTS, MemoryFit, Suggestion, Verdict,
 )
 
 MLX_COMMUNITY = "mlx-community"
@@ -66,9 +68,10 @@ def name_query(repo_id: str) -> str:
 
 
 def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, hub_url: str,
-                     limit: int = 3) -> list[Suggestion]:
-    """mlx-community conversions, most downloaded first; when size matters, a 4-bit one leads. Links go to
-    `hub_url`, the configured hub."""
+                     limit: int = 3, fits: dict[str, MemoryFit] | None = None) -> list[Suggestion]:
+    """mlx-community conversions, most downloaded first; when size matters, a 4-bit one leads. With `fits` (the
+    fit of each conversion whose size is known, see conversion_fits), the smallest that fits leads, then the
+    others that fit, then the rest; each says its size and whether it fits. Links go to `hub_url`."""
     seen, ordered = set(), []
     for m in sorted(models, key=lambda m: -int(m.get("downloads") or 0)):
         if m["id"] in seen or not m["id"].startswith(MLX_COMMUNITY + "/"):
@@ -77,12 +80,43 @@ def rank_conversions(models: list[dict[str, Any]], *, prefer_small: bool, hub_ur
         ordered.append(m)
     if prefer_small:
         ordered.sort(key=lambda m: 0 if conversion_label(m["id"]) == "4-bit" else 1)  # stable: downloads order kept
+    fits = fits or {}
+    if fits:
+        def rank(m: dict[str, Any]) -> tuple[int, int]:
+            fit = fits.get(m["id"])
+            if fit is None:
+                return (2, 0)  # size unknown: after those known to fit, in the order above
+            return (0, fit.need_bytes) if fit.status == "fits" else (3, fit.need_bytes)
+        ordered.sort(key=rank)
     out = []
     for m in ordered[:limit]:
         label = conversion_label(m["id"])
-        detail = f"{label} · {m.get('downloads') or 0:,} downloads" if label else f"{m.get('downloads') or 0:,} downloads"
-        out.append(Suggestion("conversion", f"mlx-community conversion: {m['id']}", f"{hub_url}/{m['id']}", detail))
+        parts = [label] if label else []
+        fit = fits.get(m["id"])
+        if fit is not None:
+            parts.append(f"needs {human_bytes(fit.need_bytes)}: {FIT_WORDS[fit.status]}")
+        parts.append(f"{m.get('downloads') or 0:,} downloads")
+        out.append(Suggestion("conversion", f"mlx-community conversion: {m['id']}", f"{hub_url}/{m['id']}",
+                              " · ".join(parts)))
     return out
+
+
+FIT_WORDS = {"fits": "fits here", "tight": "tight here", "too_large": "too large here"}
+
+
+def conversion_fits(sizes: dict[str, int], *, as_is: MemoryFit, as_is_weights: int,
+                    fit_fraction: float) -> dict[str, MemoryFit]:
+    """The fit of each conversion (repo: weight bytes) at the verdict's context: the as-is need with the weights
+    swapped (the same model's cache and working space), against the same budget."""
+    kv_cache = max(0, as_is.need_bytes - memory.need_bytes(as_is_weights, 0))
+    return {repo: memory.fit(memory.need_bytes(size, kv_cache), as_is.budget_bytes, fit_fraction)
+            for repo, size in sizes.items()}
+
+
+def size_matters(v: Verdict) -> bool:
+    """The model is tight or too large here: a conversion's size decides whether it helps."""
+    as_is = v.memory.get("as_is")
+    return as_is is not None and as_is.status != "fits" and bool(v.weights_bytes)
 
 
 def github_suggestions(items: list[dict[str, Any]], limit: int = 3) -> list[Suggestion]:

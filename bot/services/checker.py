@@ -167,7 +167,8 @@ def make_checker(config: Config, store: Store | None, table: CapabilityTable) ->
         host=host_memory(config.memory.budget_gb),
         settings=EngineSettings(context_tokens=config.memory.context_tokens, fit_fraction=config.memory.fit_fraction),
         suggestions=SuggestionService(hub, github, mlx_lm_repo=config.suggestions.mlx_lm_repo,
-                                      timeout=config.suggestions.timeout_seconds),
+                                      timeout=config.suggestions.timeout_seconds,
+                                      fit_fraction=config.memory.fit_fraction),
         dry_load=dry_load_service(config, hub, store),
         speed=SpeedService(store, SpeedSettings(prompt_tokens=config.speed.prompt_tokens))
         if config.speed.enabled else None,

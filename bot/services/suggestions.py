@@ -16,6 +16,7 @@ from bot.services.github import GitHubClient, GitHubUnavailable
 from bot.services.hub import HubService, HubUnavailable, RepoInaccessible
 
 log = logging.getLogger(__name__)
+SIZED_CONVERSIONS = 5  # conversions whose size is read to say whether they fit: the most downloaded ones
 
 
 @dataclass
@@ -26,8 +27,9 @@ class SuggestionResult:
 
 class SuggestionService:
     def __init__(self, hub: HubService, github: GitHubClient | None, *, mlx_lm_repo: str = "ml-explore/mlx-lm",
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, fit_fraction: float = 0.75):
         self.hub = hub
+        self.fit_fraction = fit_fraction  # [memory] fit_fraction: a conversion "fits" as a verdict would
         self.github = github
         self.mlx_lm_repo = mlx_lm_repo
         self.timeout = timeout
@@ -97,7 +99,24 @@ class SuggestionService:
         if not candidates:
             candidates = await self.hub.list_models(author=suggest.MLX_COMMUNITY, search=suggest.name_query(v.repo))
         prefer_small = v.verdict == "loads"
-        return suggest.rank_conversions(candidates, prefer_small=prefer_small, hub_url=self.hub_url)
+        fits = await self._conversion_fits(v, candidates) if suggest.size_matters(v) else None
+        return suggest.rank_conversions(candidates, prefer_small=prefer_small, hub_url=self.hub_url, fits=fits)
+
+    async def _conversion_fits(self, v: Verdict, candidates: list[dict]) -> dict:
+        """The fit here of the most downloaded conversions, from their weights' sizes on the hub (one metadata
+        read each, concurrently and cached; a repo that does not answer is left unsized)."""
+        repos = list(dict.fromkeys(m["id"] for m in sorted(candidates, key=lambda m: -int(m.get("downloads") or 0))
+                                   if m["id"].startswith(suggest.MLX_COMMUNITY + "/")))[:SIZED_CONVERSIONS]
+
+        async def size(repo: str) -> int | None:
+            try:
+                return (await self.hub.fetch(repo)).weights_bytes
+            except (RepoInaccessible, HubUnavailable):
+                return None
+
+        sizes = dict(zip(repos, await asyncio.gather(*(size(r) for r in repos)), strict=True))
+        return suggest.conversion_fits({r: n for r, n in sizes.items() if n}, as_is=v.memory["as_is"],
+                                       as_is_weights=v.weights_bytes, fit_fraction=self.fit_fraction)
 
     async def _base_model(self, base: str) -> list[Suggestion]:
         out = [Suggestion("base_model", f"Original model: {base}", f"{self.hub_url}/{base}")]

@@ -82,6 +82,17 @@ class Store:
             raise
         return cls(writer, reader, path)
 
+    @classmethod
+    async def open_migrated(cls, path: str | Path) -> Store:
+        """Open and bring the schema up to date: what every user of the store but `canrun migrate` wants."""
+        store = await cls.open(path)
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
     async def close(self) -> None:
         try:
             await self.conn.close()

@@ -9,6 +9,7 @@ from typing import Any, Collection, Literal, Mapping, Sequence
 
 import aiosqlite
 
+from bot.core.errors import CanrunUserError
 from bot.core.scoring import Bucket
 
 Source = Literal["trial", "verdict"]
@@ -17,7 +18,7 @@ MAX_ROUND_REPOS = 5
 ALL_TIME = 0  # standings.season_id of the all-time totals
 
 
-class Refused(Exception):
+class Refused(CanrunUserError):
     """Not allowed now (locked, closed, already done, ...); the message is for the member."""
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from bot.cli_host import add_host_parser
 from bot.cli_logging import cli_logging
@@ -195,18 +195,6 @@ def _stdout_closed() -> int:
     return EXIT_UNCHECKED
 
 
-async def open_store(config: Config):
-    from bot.services.store import Store
-
-    store = await Store.open(config.path(config.store.path))
-    try:
-        await store.migrate()
-    except BaseException:
-        await store.close()
-        raise
-    return store
-
-
 async def _migrate(config: Config) -> int:
     from bot.services.store import MigrationError, Store
 
@@ -240,38 +228,30 @@ async def _check(args: argparse.Namespace, config: Config) -> int:
 
     from bot.render.check_result import unchecked_json
     from bot.render.text import render_verdict
-    from bot.services.capabilities import load_capability_table
-    from bot.services.checker import make_checker
+    from bot.services.answers import Audience, CanrunAnswers
     from bot.services.hub import HubUnavailable
 
-    store = await open_store(config)
-    checker = None
+    answers = await CanrunAnswers.open(config)
     try:
-        table = await load_capability_table(store)
         if args.list_architectures:
-            _print_architectures(table, args.json)
-        checker = make_checker(config, store, table)
+            _print_architectures(answers.checker.table, args.json)
         code = EXIT_OK
         for ref in refs:
-            try:
-                verdict = await checker.check(ref, refresh=args.refresh)
+            try:  # the terminal always checks again: no reuse of a recent answer
+                answer = await answers.answer(ref, Audience("cli"), refresh=args.refresh, reuse_recent=False)
             except HubUnavailable as e:
                 print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
                 if args.json:  # one object per repo, the failed ones included
                     print(json.dumps(unchecked_json(ref, str(e))), flush=True)
                 code = EXIT_UNCHECKED
                 continue
-            await checker.add_suggestions(verdict)
-            await store.record_verdict(verdict.to_json(), source="cli")
             if args.json:
-                print(json.dumps(verdict.to_json()), flush=True)
+                print(json.dumps(answer.verdict.to_json()), flush=True)
             else:
-                print(render_verdict(verdict, checker.host) + "\n", flush=True)
+                print(render_verdict(answer.verdict, answers.checker.host) + "\n", flush=True)
         return code
     finally:
-        if checker is not None:
-            await checker.close()
-        await store.close()
+        await answers.close()
 
 
 def _positive_int(text: str) -> int:

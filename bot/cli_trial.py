@@ -13,21 +13,22 @@ import json
 import signal
 import sys
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from bot.cli import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE, open_store
 from bot.config import Config
 from bot.core.repo_id import RepoIdError, echo, parse_repo
 from bot.core.speed import trial_prediction
 from bot.render.progress import ProgressPrinter
 from bot.render.trial_result import REFUSED, UNCHECKED, not_run_json, render_trial, trial_json
+from bot.core.trial_outcome import CANCELLED, SUCCEEDED
 from bot.core.units import human_bytes
-from bot.services.capabilities import load_capability_table
-from bot.services.checker import make_checker
+from bot.services.answers import Audience, CanrunAnswers
 from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 from bot.services.local_trial import LocalTrial, start_spare
-from bot.core.trial_outcome import CANCELLED, SUCCEEDED
+from bot.services.trials import TrialAdmission
+
+EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2  # as bot/cli.py's
 
 
 async def run_trial(args: argparse.Namespace, config: Config) -> int:
@@ -49,25 +50,25 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
         return EXIT_USAGE
 
     spare = await start_spare(config)  # imports mlx-lm while the verdict is checked
-    store = checker = None
+    answers = None
     try:
-        store = await open_store(config)
-        checker = make_checker(config, store, await load_capability_table(store))
+        answers = await CanrunAnswers.open(config)
+        admission = TrialAdmission(config, answers.checker)
         try:
-            verdict = await checker.check(ref)
+            verdict, reason = await admission.admit(ref)
         except HubUnavailable as e:
             print(f"canrun: {ref}: could not check: {e}", file=sys.stderr)
             if args.json:
                 print(json.dumps(not_run_json(ref.repo_id, ref.revision, None, UNCHECKED, str(e))), flush=True)
             return EXIT_UNCHECKED
-        await store.record_verdict(verdict.to_json(), source="cli")  # as `canrun check` does
-        local = LocalTrial(config, checker.host, spare)
-        if reason := local.refusal(verdict):
+        await answers.record(verdict, Audience("cli"))  # as `canrun check` does
+        if reason:
             print(f"canrun: no trial for {ref}: {reason.rstrip('.')}.", file=sys.stderr)
             if args.json:
                 print(json.dumps(not_run_json(ref.repo_id, ref.revision, verdict.verdict, REFUSED, reason)),
                       flush=True)
             return EXIT_UNCHECKED
+        local = LocalTrial(config, admission, spare)
         print(f"canrun: {ref}: verdict loads, weights {human_bytes(verdict.weights_bytes)}; trial starting "
               "(Ctrl-C stops it)", file=sys.stderr)
 
@@ -85,10 +86,8 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
     finally:
         if spare is not None:
             await spare.close()  # not taken (refused, unchecked, interrupted): it never runs a job
-        if checker is not None:
-            await checker.close()
-        if store is not None:
-            await store.close()
+        if answers is not None:
+            await answers.close()
 
     prediction = (trial_prediction(verdict.speed, outcome.result)
                   if verdict.speed is not None and outcome.status == SUCCEEDED else None)

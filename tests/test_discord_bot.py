@@ -9,9 +9,11 @@ import re
 import pytest
 
 from bot.config import parse_config
+from bot.core.repo_id import RepoRef
 from bot.discord import safe
 from bot.discord.app import CanrunBot
 from bot.services.host import machine_name
+from bot.services.trial_queue import TrialRefused
 from tests.conftest import seed_store
 from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK, FakeDiscord, patch_discord
 from tests.fakes.hub import FakeRepo
@@ -108,6 +110,15 @@ async def test_commands_are_registered_to_the_configured_guild(fake, start_bot):
     assert options["repo"]["required"] and options["repo"]["autocomplete"]
     assert set(options) == {"repo", "revision", "refresh"}
     assert fake.registered_commands() == []  # nothing global when guilds are configured
+
+
+async def test_cogs_are_extensions_and_trials_off_still_have_a_service_that_refuses(start_bot):
+    bot = await start_bot()
+    assert set(bot.extensions) == {"bot.discord.cogs.canrun", "bot.discord.cogs.admin", "bot.discord.cogs.predictions"}
+    with pytest.raises(TrialRefused, match="not enabled"):
+        await bot.services.trials.request(RepoRef("mistralai/Mistral-7B-v0.1"), requested_by=1, guild_id=None,
+                                          channel_id=None, prompt=None, max_tokens=None)
+    assert await bot.services.trials.queue.waiting() == []  # nothing was queued
 
 
 async def test_canrun_defers_then_answers_with_the_verdict(fake, start_bot):
@@ -213,9 +224,9 @@ async def test_recent_verdict_is_reused_unless_refresh(fake, start_bot, zoo_hub)
     payload = await final_edit(fake, third)
     assert "cached" not in payload["embeds"][0]["footer"]["text"]
     assert zoo_hub.count("GET", "/api/models/TheBloke/Llama-2-7B-AWQ") == fetches + 1
-    history = await bot.store.verdict_history("TheBloke/Llama-2-7B-AWQ")
+    history = await bot.services.store.verdict_history("TheBloke/Llama-2-7B-AWQ")
     assert len(history) == 3 and {h["source"] for h in history} == {"discord"}
-    async with bot.store.conn.execute(
+    async with bot.services.store.conn.execute(
         "SELECT guild_id, channel_id, user_id FROM verdict_history WHERE repo_id = ? ORDER BY id LIMIT 1",
         ("TheBloke/Llama-2-7B-AWQ",),
     ) as cur:
@@ -285,7 +296,7 @@ async def test_unexpected_error_is_logged_and_answered_privately(fake, start_bot
     async def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    bot.checker.hub.fetch = broken  # fault injection: the service fails in a way nobody planned for
+    bot.services.checker.hub.fetch = broken  # fault injection: the service fails in a way nobody planned for
     interaction = await fake.send_slash_command("canrun", {"repo": "odd-lab/whatever"})
     followup = await fake.wait_for_request("POST", f"/webhooks/{fake.app_id}/{interaction.token}")
     assert followup.json["flags"] & EPHEMERAL and "logged" in followup.json["content"]

@@ -138,11 +138,11 @@ async def test_concurrent_clicks_leave_one_prediction_and_its_history(fake, star
         assert "Recorded in round 1" in await private_answer(fake, interaction)
     for m in members:
         user_id = int(m["user"]["id"])
-        p = await game.get_prediction(bot.store, fake.guild_ids[0], user_id, LOADS_REPO, 1)
-        history = await game.prediction_history(bot.store, p.id)
+        p = await game.get_prediction(bot.services.store, fake.guild_ids[0], user_id, LOADS_REPO, 1)
+        history = await game.prediction_history(bot.services.store, p.id)
         assert history[0].change == "placed" and all(h.change == "changed" for h in history[1:])
         assert history[-1].will_load == p.will_load
-    rows = await bot.store.conn.execute_fetchall("SELECT COUNT(*) FROM predictions")
+    rows = await bot.services.store.conn.execute_fetchall("SELECT COUNT(*) FROM predictions")
     assert rows[0][0] == len(members)
 
 
@@ -158,12 +158,12 @@ async def test_predict_outside_rounds_settles_on_canrun_and_peeks_do_not_score(f
     checked = await fake.send_slash_command("canrun", {"repo": GGUF_REPO}, user=finn)
     await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
                                 predicate=lambda r: "Looking for" not in json.dumps(r.json))
-    p = await game.get_prediction(bot.store, guild, int(eve["user"]["id"]), GGUF_REPO)
+    p = await game.get_prediction(bot.services.store, guild, int(eve["user"]["id"]), GGUF_REPO)
     assert p.status == "settled" and p.outcome is False and p.points == pytest.approx(24.75)
 
     late = await fake.send_slash_command("predict", {"repo": GGUF_REPO, "will_load": "no"}, user=finn)
     assert "after seeing the answer" in await private_answer(fake, late)
-    p = await game.get_prediction(bot.store, guild, int(finn["user"]["id"]), GGUF_REPO)
+    p = await game.get_prediction(bot.services.store, guild, int(finn["user"]["id"]), GGUF_REPO)
     assert p.peeked and p.status == "open"
     # finn's answer was posted in the channel: a member who only read it has peeked as well.
     reader = await fake.send_slash_command("predict", {"repo": GGUF_REPO, "will_load": "no"},
@@ -183,7 +183,7 @@ async def test_answers_about_another_revision_or_a_gated_repo_settle_nothing(fak
         await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
                                     predicate=lambda r: "Looking for" not in json.dumps(r.json))
     for repo in (LOADS_REPO, GATED_REPO):
-        assert (await game.get_prediction(bot.store, guild, int(hana["user"]["id"]), repo)).status == "open"
+        assert (await game.get_prediction(bot.services.store, guild, int(hana["user"]["id"]), repo)).status == "open"
 
 
 async def test_members_cannot_run_rounds_or_seasons(fake, start_bot):
@@ -243,8 +243,8 @@ async def test_void_seasons_and_leaderboard_pages(fake, start_bot):
     assert "no season called Winter" in await private_answer(fake, missing)
     far = await fake.send_slash_command("leaderboard", {"page": 9}, user=gus)
     assert "no page 9" in (await answer_of(fake, far))["embeds"][0]["description"]
-    season = await game.season_by_name(bot.store, guild, "Autumn")
-    assert (await game.member_stats(bot.store, guild, int(gus["user"]["id"]), season_id=season.id)).settled == 1
+    season = await game.season_by_name(bot.services.store, guild, "Autumn")
+    assert (await game.member_stats(bot.services.store, guild, int(gus["user"]["id"]), season_id=season.id)).settled == 1
 
 
 async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_hub):
@@ -256,7 +256,7 @@ async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_
     said = await fake.send_slash_command("predict", {"repo": "game-lab/tiny-locked", "will_load": "yes",
                                                      "confidence": 80}, user=hal)
     await private_answer(fake, said)
-    await bot.checker.check(RepoRef("game-lab/tiny-locked"))  # the verdict cached: only the download is slow
+    await bot.services.checker.check(RepoRef("game-lab/tiny-locked"))  # the verdict cached: only the download is slow
     zoo_hub.slow_paths["tiny-locked/resolve/"] = 3
     try:
         await fake.send_slash_command("trial", {"repo": "game-lab/tiny-locked"}, user=fake.owner)
@@ -269,7 +269,7 @@ async def test_reveal_by_trial_and_trials_lock_predictions(fake, start_bot, zoo_
     finally:
         zoo_hub.slow_paths.clear()
     for _ in range(50):
-        p = await game.get_prediction(bot.store, guild, int(hal["user"]["id"]), "game-lab/tiny-locked")
+        p = await game.get_prediction(bot.services.store, guild, int(hal["user"]["id"]), "game-lab/tiny-locked")
         if p.status == "settled":
             break
         await asyncio.sleep(0.1)
@@ -295,16 +295,16 @@ async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, sta
     checked = await fake.send_slash_command("canrun", {"repo": repo}, user=fake.make_user(name="kim"))
     await fake.wait_for_request("PATCH", f"{checked.token}/messages/@original",
                                 predicate=lambda r: "Looking for" not in json.dumps(r.json))
-    p = await game.get_prediction(bot.store, guild, int(jo["user"]["id"]), repo)
+    p = await game.get_prediction(bot.services.store, guild, int(jo["user"]["id"]), repo)
     assert (p.settled_by, p.outcome, p.points) == ("verdict", True, 21.0)  # the verdict (static and dry load): loads
 
     await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)
     note = await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages",
                                        predicate=lambda r: "scored again" in json.dumps(r.json), timeout=60)
     assert "does not load" in note.json["content"] and note.json["allowed_mentions"] == {"parse": []}
-    p = await game.get_prediction(bot.store, guild, int(jo["user"]["id"]), repo)
+    p = await game.get_prediction(bot.services.store, guild, int(jo["user"]["id"]), repo)
     assert (p.settled_by, p.outcome, p.points, p.resettled) == ("trial", False, -39.0, True)
-    history = [h.change for h in await game.prediction_history(bot.store, p.id)]
+    history = [h.change for h in await game.prediction_history(bot.services.store, p.id)]
     assert history == ["placed", "settled", "resettled"]
 
 
@@ -326,7 +326,7 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
     await open_round(fake, "game-lab/tiny-round")
     kai = fake.make_user(name="kai")
     await click(fake, "canrun:round:1:1:yes", kai)
-    await bot.checker.check(RepoRef("game-lab/tiny-round"))  # the verdict cached: only the download is slow
+    await bot.services.checker.check(RepoRef("game-lab/tiny-round"))  # the verdict cached: only the download is slow
     zoo_hub.slow_paths["tiny-round/resolve/"] = 30
     try:
         reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
@@ -341,10 +341,10 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
     embed = await results_message(fake, timeout=60)
     assert f"loads**, by a real trial on {machine_name()}" in embed["description"]
     assert f"<@{kai['user']['id']}> **+16.00**" in embed["fields"][0]["value"]
-    assert (await bot.trial_queue.get(1)).error == "interrupted by restart"
+    assert (await bot.services.trials.queue.get(1)).error == "interrupted by restart"
 
     async def reveal_done():  # the marker goes right after the results are posted
-        return await bot.store.state_items("reveal_pending:") == []
+        return await bot.services.store.state_items("reveal_pending:") == []
 
     await eventually(reveal_done)
 
@@ -357,8 +357,8 @@ async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fak
                     {"message": "Missing Permissions", "code": 50013})
     reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
     await fake.wait_for_request("POST", f"/channels/{fake.channel_id}/messages", predicate=lambda r: r.status == 403)
-    assert (await game.get_round(bot.store, 1)).status == "revealed"  # settled; only the post is missing
-    assert reveal.id and await bot.store.state_items("reveal_pending:") != []
+    assert (await game.get_round(bot.services.store, 1)).status == "revealed"  # settled; only the post is missing
+    assert reveal.id and await bot.services.store.state_items("reveal_pending:") != []
 
     await bot.close()
     await asyncio.wait_for(bot.task, 10)
@@ -366,10 +366,10 @@ async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fak
     embed = await results_message(fake)
     assert "Round 1: results" in embed["title"]
     for _ in range(50):
-        if await bot.store.state_items("reveal_pending:") == []:
+        if await bot.services.store.state_items("reveal_pending:") == []:
             break
         await asyncio.sleep(0.05)
-    assert await bot.store.state_items("reveal_pending:") == []
+    assert await bot.services.store.state_items("reveal_pending:") == []
 
 
 async def test_predict_autocompletes_repos_like_canrun(fake, start_bot):
@@ -394,4 +394,4 @@ async def test_moderator_commands_explain_bad_input_privately(fake, start_bot):
     await answer_of(fake, started)
     again = await fake.send_slash_command("season", {"name": "Summer"}, subcommand="start", user=fake.owner)
     assert "Season Spring is running: end it first." in await private_answer(fake, again)
-    assert (await game.active_season(bot.store, fake.guild_ids[0])).name == "Spring"  # nothing changed
+    assert (await game.active_season(bot.services.store, fake.guild_ids[0])).name == "Spring"  # nothing changed

@@ -36,9 +36,9 @@ async def final_trial_message(fake, predicate_text, timeout=60):
 async def trial_end(bot, trial_id, timeout=60):
     """The trial once it has ended (it is queued a moment after the /trial interaction is sent)."""
     async def ended():
-        while await bot.trial_queue.get(trial_id) is None:
+        while await bot.services.trials.queue.get(trial_id) is None:
             await asyncio.sleep(0.05)
-        return await bot.trial_queue.wait_finished(trial_id)
+        return await bot.services.trials.queue.wait_finished(trial_id)
     return await asyncio.wait_for(ended(), timeout)
 
 
@@ -65,7 +65,7 @@ async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):
     assert fields["Generated"].startswith("```")
     assert done.json["allowed_mentions"] == {"parse": []}
     assert done.json.get("components") == []  # no Cancel button once it is over
-    assert (await bot.trial_queue.get(1)).result["warm_worker"] is True  # the worker started ahead ran it
+    assert (await bot.services.trials.queue.get(1)).result["warm_worker"] is True  # the worker started ahead ran it
     edits = [r for r in fake.interaction_responses(interaction.id) if r.method == "PATCH"]
     shown = [json.dumps(r.json, ensure_ascii=False) for r in edits]
     assert any("downloading" in s for s in shown) and any("Cancel" in s for s in shown)
@@ -96,7 +96,7 @@ async def test_members_cannot_start_trials(fake, start_bot):
 async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, start_bot, zoo_hub):
     bot = await start_bot(trials=TRIALS)
     for repo in ("tiny-lab/slow-1", "tiny-lab/slow-2"):
-        await bot.checker.check(RepoRef(repo))  # verdicts cached: only the downloads will be slow
+        await bot.services.checker.check(RepoRef(repo))  # verdicts cached: only the downloads will be slow
     zoo_hub.slow_paths["slow-1/resolve/"] = 30
     zoo_hub.slow_paths["slow-2/resolve/"] = 30
     try:
@@ -106,14 +106,14 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         await fake.wait_for_request("PATCH", f"{second.token}/messages/@original", predicate=lambda r: "Queued" in json.dumps(r.json))
 
         async def both_remembered():  # the /trial responses' ids, stored just after they are edited
-            ids = [(await bot.trial_queue.get(n)).message_id for n in (1, 2)]
+            ids = [(await bot.services.trials.queue.get(n)).message_id for n in (1, 2)]
             return ids if None not in ids else None
 
         shown = await eventually(both_remembered)
         await bot.close()  # the Mac restarts with one trial running and one queued
         await asyncio.wait_for(bot.task, 10)
         bot = await start_bot(trials=TRIALS)
-        first = await bot.trial_queue.get(1)
+        first = await bot.services.trials.queue.get(1)
         assert (first.status, first.error) == ("failed", "interrupted by restart")
         # Both go on in their own messages, edited through the channel now that the tokens are gone.
         ended = await fake.wait_for_request("PATCH", f"/channels/{fake.channel_id}/messages/{shown[0]}",
@@ -122,7 +122,7 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         await fake.wait_for_request("PATCH", f"/channels/{fake.channel_id}/messages/{shown[1]}",
                                     predicate=lambda r: "downloading" in json.dumps(r.json))
         assert not [r for r in fake.requests if r.method == "POST" and r.path.endswith(f"{fake.channel_id}/messages")]
-        assert (await bot.trial_queue.get(2)).status == "running"
+        assert (await bot.services.trials.queue.get(2)).status == "running"
 
         stranger = await fake.send_component("canrun:trial:cancel:2", user=fake.make_user(name="stranger"))
         refused = await fake.wait_for_request("POST", f"/interactions/{stranger.id}/")
@@ -134,7 +134,7 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
         assert "Cancelling trial #2" in said.json["content"]
         cancelled = await final_trial_message(fake, "Cancelled.", timeout=10)
         assert "Cancelled by" in cancelled.json["embeds"][0]["description"]
-        assert (await bot.trial_queue.get(2)).status == "cancelled"
+        assert (await bot.services.trials.queue.get(2)).status == "cancelled"
     finally:
         zoo_hub.slow_paths.clear()
 
@@ -153,7 +153,7 @@ async def test_expired_token_moves_progress_to_the_channel(fake, start_bot):
 async def test_cache_budget_evicts_the_least_recently_used_model(fake, start_bot, tmp_path):
     # Room for one tiny model (~190 kB on disk) but not two; models stay after their trial.
     bot = await start_bot(trials={**TRIALS, "keep_after_trial": True, "cache_budget_gb": 0.0003})
-    cache = bot.model_cache
+    cache = bot.services.trials.admission.cache
     for number, repo in enumerate(("tiny-lab/llama-a", "tiny-lab/llama-b"), start=1):
         await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)
         trial = await trial_end(bot, number)
@@ -166,6 +166,6 @@ async def test_a_model_bigger_than_the_cache_budget_fails_with_the_reason(fake, 
     bot = await start_bot(trials={**TRIALS, "cache_budget_gb": 0.0001})
     await fake.send_slash_command("trial", {"repo": "tiny-lab/llama-a"}, user=fake.owner)
     failed = await final_trial_message(fake, "❌", timeout=30)
-    trial = await bot.trial_queue.get(1)
+    trial = await bot.services.trials.queue.get(1)
     assert trial.status == "failed" and trial.error in json.dumps(failed.json, ensure_ascii=False)
-    assert bot.model_cache.models() == []
+    assert bot.services.trials.admission.cache.models() == []

@@ -26,16 +26,6 @@ ALLOWED = {
     "interface": {"interface", "services", "render", "core"},
 }
 
-# The import circles left in the interfaces, edge by edge, until they are taken apart. When an edge is gone,
-# test_circle_allowlist_is_only_what_exists_in_the_interfaces says so: delete its line (and the set once empty).
-# Nothing outside bot/discord and bot/cli*.py may be listed here.
-ALLOWED_CIRCLE_EDGES = {
-    # cli_trial takes cli's exit codes and open_store; cli starts cli_trial for `canrun trial`.
-    ("bot.cli", "bot.cli_trial"),
-    ("bot.cli_trial", "bot.cli"),
-}
-
-
 @dataclass(frozen=True)
 class Edge:
     importer: str
@@ -228,19 +218,10 @@ def test_core_is_pure():
 
 
 def test_no_import_circles():
-    kept = [e for e in EDGES if (e.importer, e.imported) not in ALLOWED_CIRCLE_EDGES]
-    where = {(e.importer, e.imported): e.where for e in kept}
+    where = {(e.importer, e.imported): e.where for e in EDGES}
     found = [" -> ".join(circle) + "  (" + ", ".join(where[hop] for hop in pairwise(circle)) + ")"
-             for circle in circles(graph(kept))]
+             for circle in circles(graph(EDGES))]
     assert not found, "import circles:\n  " + "\n  ".join(found)
-
-
-def test_circle_allowlist_is_only_what_exists_in_the_interfaces():
-    existing = {(e.importer, e.imported) for e in EDGES}
-    stale = sorted(ALLOWED_CIRCLE_EDGES - existing)
-    assert not stale, f"these edges are gone: delete them from ALLOWED_CIRCLE_EDGES: {stale}"
-    outside = sorted(edge for edge in ALLOWED_CIRCLE_EDGES if layer(edge[0]) != "interface")
-    assert not outside, f"only the interfaces' circles may be allowlisted: {outside}"
 
 
 def test_the_walk_sees_what_it_must():

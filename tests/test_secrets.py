@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import keyring
-import pytest
 
 from bot.cli import main
 from bot.config import Config

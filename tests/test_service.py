@@ -15,7 +15,7 @@ import pytest
 
 from bot.cli import build_parser
 from bot.cli_service import run_service
-from bot.config import Config, load_config
+from bot.config import load_config
 from bot.core.service_files import ServiceSpec, systemd_unit
 from bot.services.command_runner import CommandResult, run_command
 from bot.services.keychain import KEYCHAIN_SERVICE

@@ -7,6 +7,7 @@ import json
 from bot.core import speed
 from bot.core.engine import HostMemory
 from bot.core.verdicts import MemoryFit, Verdict
+from bot.discord import safe
 from bot.discord.render import verdict_embed
 from bot.discord.trial_render import trial_embed
 from bot.render.text import render_verdict
@@ -84,3 +85,22 @@ async def test_the_probed_bandwidth_is_kept_per_device_in_the_store(store):
     await store.state_put(key, json.dumps({"bps": 123e9}))  # what a later start finds: no probe again
     assert (await host_bandwidth(store)).bandwidth_bps == 123e9
     assert mac_facts() == {}  # not macOS: no sysctl is run
+
+
+def test_the_terminal_and_the_embed_show_the_same_extracted_facts():
+    from bot.core.verdicts import Suggestion
+    from bot.render.verdict_facts import verdict_facts
+
+    v = loading_verdict()
+    v.model_type, v.module, v.remapped_by = "mistral", "llama", "MODEL_REMAPPING"
+    v.quantization, v.weights_bytes, v.params = "MLX 4-bit", 4_100_000_000, 7_200_000_000
+    v.reasons = ["Weights `model.safetensors` read from the header."]
+    v.suggestions = [Suggestion("conversion", "org/m-4bit", "https://huggingface.co/org/m-4bit", "4-bit")]
+    facts = verdict_facts(v, HOST)
+    text = render_verdict(v, HOST)
+    embed = verdict_embed(v, HOST, hub_url="https://huggingface.co")
+    shown = "\n".join([embed.description or ""] + [f.name + "\n" + f.value for f in embed.fields])
+    for fact in [facts.target, facts.remapped_by, facts.weights, facts.params, facts.budget, facts.speed_lines[0],
+                 facts.memory[0].need, facts.memory[0].words, facts.suggestions[0].title]:
+        assert fact in text and (fact in shown or safe.escape(fact) in shown), fact  # code spans, or escaped text
+    assert facts.target == "mlx_lm.models.llama" and facts.weights == "4.1 GB" and facts.params == "7.2B"

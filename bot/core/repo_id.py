@@ -11,6 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from bot.core.errors import CanrunUserError
+
 # The hub's own rule (huggingface_hub.utils.validate_repo_id), ASCII only: `org/name`, or a legacy `name`
 # without an organisation (`gpt2`, `bert-base-uncased`), which the hub redirects to its current home.
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -34,7 +36,7 @@ def is_default_branch(revision: str | None) -> bool:
 ECHO_CHARS = 80  # of a user's input repeated in an error message: enough to recognise it, never a wall of text
 
 
-class RepoIdError(ValueError):
+class RepoIdError(CanrunUserError, ValueError):
     """The input is not a model id or a Hugging Face model URL. The message is for the user."""
 
 

@@ -10,6 +10,7 @@ import discord
 from bot.discord import safe
 from bot.services.host import machine_name
 from bot.services.predictions import LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season
+from bot.services.round_reveals import RevealPlan
 
 CONFIDENCE_CHOICES = (50, 60, 70, 80, 90, 95, 99)
 WILL_LOAD = {True: "loads", False: "won't load"}
@@ -117,3 +118,16 @@ def member_stats(stats: MemberStats, season: Season | None, min_settled: int) ->
     embed.add_field(name="Streak", value=f"{stats.current_streak} now, best {stats.best_streak}")
     embed.add_field(name="Not scored", value=f"{stats.peeked} peeked · {stats.pending} waiting for an answer")
     return embed
+
+
+def reveal_plan(round_id: int, plan: RevealPlan) -> str:
+    """What the moderator's /round reveal answers: how each repo will be settled."""
+    lines = [f"🔒 Round {round_id} is closed. Settling:"]
+    lines += [f"• **{safe.escape(r)}** by trial #{t} (the results follow when it ends)" for r, t in plan.trials.items()]
+    lines += [f"• **{safe.escape(r)}** by canrun's static verdict"
+              + (f" (no trial: {safe.rich(plan.no_trial[r].rstrip('.'))})" if r in plan.no_trial else "")
+              for r in plan.verdicts]
+    lines += [f"• **{safe.escape(r)}** voided: {safe.escape(why)}" for r, why in plan.voided.items()]
+    lines += [f"• **{safe.escape(r)}**: Hugging Face could not be reached; try `/round reveal` again"
+              for r in plan.unknown]
+    return safe.clip("\n".join(lines), safe.CONTENT)

@@ -1,6 +1,9 @@
-"""The command tree: every error becomes a log line with context and a short private answer.
+"""The command tree: every error of a command is answered here, in one place.
 
-discord.py's default on_error only logs, so the user would be left with "The application did not respond".
+A CanrunUserError (bad input, a refused request) gets its sentence, privately: ephemeral, escaped, no mentions;
+except after a public "thinking..." deferral, whose placeholder then becomes the sentence, as the command's own
+answer would have. Anything else becomes a log line with context and a short private apology: discord.py's default
+on_error only logs, so the user would be left with "The application did not respond".
 """
 
 from __future__ import annotations
@@ -10,13 +13,26 @@ import logging
 import discord
 from discord import app_commands
 
-from bot.discord.reply import send_ephemeral
+from bot.core.errors import CanrunUserError
+from bot.discord import safe
+from bot.discord.reply import NO_MENTIONS, send_ephemeral
 
 log = logging.getLogger("bot.discord")
 
 
+def user_error(error: BaseException) -> CanrunUserError | None:
+    """The CanrunUserError behind an app command error: raised by the command, or by a transformer (RepoRef)."""
+    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error.__cause__ \
+        if isinstance(error, app_commands.TransformerError) else error
+    return cause if isinstance(cause, CanrunUserError) else None
+
+
 class CanrunTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        mistake = user_error(error)
+        if mistake is not None:
+            await _answer_user_error(interaction, safe.clip(safe.rich(str(mistake)), safe.CONTENT))
+            return
         if isinstance(error, app_commands.CommandOnCooldown):
             text = f"Easy there: you can ask again in {max(1, round(error.retry_after))} s."
         elif isinstance(error, app_commands.CheckFailure):
@@ -37,6 +53,17 @@ class CanrunTree(app_commands.CommandTree):
             log.warning("could not tell the user about the error", exc_info=True)
 
 
+async def _answer_user_error(interaction: discord.Interaction, text: str) -> None:
+    try:
+        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+            # The "thinking..." placeholder (public or private, as deferred) becomes the answer.
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+        else:
+            await send_ephemeral(interaction, text)
+    except discord.HTTPException:
+        log.warning("could not tell the user why their command was refused", exc_info=True)
+
+
 async def _drop_thinking(interaction: discord.Interaction) -> None:
     """A command that deferred publicly and then failed would leave "canrun is thinking..." in the channel
     for good: delete that placeholder (only while it is one), the private answer says what happened."""
@@ -45,3 +72,4 @@ async def _drop_thinking(interaction: discord.Interaction) -> None:
     original = await interaction.original_response()
     if original.flags.loading:
         await interaction.delete_original_response()
+

@@ -9,6 +9,7 @@ from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.speed import prediction_line
 from bot.core.repo_id import HUB_URL
 from bot.core.units import human_bytes
+from bot.render.trial_facts import machine_line, trial_numbers
 from bot.services.trial_queue import Trial
 from bot.core.trial_outcome import TrialProgress
 
@@ -55,18 +56,11 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
         embed.add_field(name="Error", value=_code_block(trial.error, safe.FIELD_VALUE), inline=False)
     r = trial.result or {}
     if trial.status == "succeeded" or r.get("load_seconds") is not None:
-        numbers = [
-            f"load {r['load_seconds']:.1f} s" if r.get("load_seconds") is not None else None,
-            f"prompt {r['prompt_tps']:.1f} tok/s" if r.get("prompt_tps") else None,
-            f"generation {r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else None,
-            f"peak memory {human_bytes(r['peak_memory_bytes'])}" if r.get("peak_memory_bytes") else None,
-        ]
-        value = " · ".join(n for n in numbers if n) or "none"
+        value = " · ".join(trial_numbers(r)) or "none"
         if r.get("speed_prediction"):  # canrun's estimate beside the measurement: the group sees it learn
             value += "\n" + prediction_line(r["speed_prediction"])
         embed.add_field(name="Numbers", value=value, inline=False)
-        versions = f"{safe.escape(str(r.get('device', '?')))} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
-        embed.add_field(name="Machine", value=safe.clip(versions, safe.FIELD_VALUE), inline=False)
+        embed.add_field(name="Machine", value=safe.clip(machine_line(r, safe.escape), safe.FIELD_VALUE), inline=False)
     if r.get("text"):
         embed.add_field(name=f"Generated ({r.get('generation_tokens', '?')} tokens)",
                         value=_code_block(r["text"], safe.FIELD_VALUE), inline=False)

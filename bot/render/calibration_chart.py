@@ -20,7 +20,7 @@ import functools
 import io
 import math
 import unicodedata
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 

@@ -5,47 +5,34 @@ from __future__ import annotations
 import time
 
 from bot.core.engine import HostMemory
-from bot.core.verdicts import LOADS, Verdict
+from bot.core.verdicts import Verdict
 from bot.render import speed as speed_words
-from bot.core.units import FIT_WORDS, MEMORY_LABELS, human_bytes, human_params
+from bot.render.verdict_facts import verdict_facts
 
 
 def render_verdict(v: Verdict, host: HostMemory) -> str:
-    mark = "✅" if v.verdict == LOADS else "❌"
-    name = v.repo + (f"@{v.revision}" if v.revision else "")
-    lines = [f"{mark} {name}: {v.headline} [{v.verdict}]"]
-    if v.model_type:
-        target = f"mlx_lm.models.{v.module}" if v.module else "no module in this mlx-lm"
-        arch = f"  model_type {v.model_type} → {target}"
-        if v.remapped_by:
-            arch += f" (via {v.remapped_by})"
+    f = verdict_facts(v, host)
+    lines = [f"{f.mark} {f.name}: {f.headline} [{f.verdict}]"]
+    if f.model_type:
+        arch = f"  model_type {f.model_type} → {f.target or 'no module in this mlx-lm'}"
+        if f.remapped_by:
+            arch += f" (via {f.remapped_by})"
         lines.append(arch)
-    facts = []
-    if v.quantization:
-        facts.append(v.quantization)
-    if v.weights_bytes is not None:
-        facts.append(f"weights {human_bytes(v.weights_bytes)}")
-    if v.params:
-        facts.append(f"{human_params(v.params)} parameters")
-    if facts:
-        lines.append("  " + " · ".join(facts))
-    if v.memory:
-        parts = [
-            f"{MEMORY_LABELS[k]} needs ~{human_bytes(m.need_bytes)}: {FIT_WORDS[m.status]}"
-            for k, m in v.memory.items()
-        ]
-        lines.append(f"  memory ({human_bytes(host.budget_bytes)} {host.source}): " + "; ".join(parts))
-    if v.speed and v.speed.variants:
-        lines.append(f"  {speed_words.heading(v.speed)}:")
-        lines += [f"    {line}" for line in speed_words.generation_lines(v.speed)]
-    for fix in v.fixes:
-        lines.append(f"  ↳ {fix['text']}")
-    for reason in v.reasons:
-        lines.append(f"  - {reason}")
-    for s in v.suggestions:
-        lines.append(f"  → {s.title}: {s.url}" + (f" ({s.detail})" if s.detail else ""))
-    if v.suggestions_unavailable:
-        lines.append(f"  (suggestions from {' and '.join(v.suggestions_unavailable)} unavailable right now)")
+    size = [s for s in (f.quantization, f.weights and f"weights {f.weights}", f.params and f"{f.params} parameters")
+            if s]
+    if size:
+        lines.append("  " + " · ".join(size))
+    if f.memory:
+        parts = [f"{m.label} needs {m.need}: {m.words}" for m in f.memory]
+        lines.append(f"  memory ({f.budget} {host.source}): " + "; ".join(parts))
+    if f.speed:
+        lines.append(f"  {speed_words.heading(f.speed)}:")
+        lines += [f"    {line}" for line in f.speed_lines]
+    lines += [f"  ↳ {fix}" for fix in f.fixes]
+    lines += [f"  - {reason}" for reason in f.reasons]
+    lines += [f"  → {s.title}: {s.url}" + (f" ({s.detail})" if s.detail else "") for s in f.suggestions]
+    if f.unavailable:
+        lines.append(f"  (suggestions from {' and '.join(f.unavailable)} unavailable right now)")
     lines.append(f"  ({_provenance(v)})")
     return "\n".join(lines)
 

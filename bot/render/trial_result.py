@@ -7,8 +7,9 @@ from typing import Any
 
 from bot.render.progress import PHASE_WORDS
 from bot.render.speed import prediction_line
-from bot.core.units import human_bytes
 from bot.core.trial_outcome import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
+from bot.core.units import human_bytes
+from bot.render.trial_facts import machine_line, trial_numbers
 
 # Not TrialOutcome statuses: the trial never started, refused by the verdict or the limits, or no verdict came.
 REFUSED, UNCHECKED = "refused", "unchecked"
@@ -29,19 +30,13 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str, prediction: d
         lines = [f"❌ {name}: the trial failed while {while_}{took}."]
     if outcome.error and outcome.status not in (CANCELLED, TIMED_OUT):
         lines += ["  " + line for line in terminal_safe(outcome.error).splitlines()]
-    numbers = [
-        f"load {r['load_seconds']:.2f} s" if r.get("load_seconds") is not None else None,
-        f"prompt {r['prompt_tps']:.1f} tok/s ({r.get('prompt_tokens', '?')} tokens)" if r.get("prompt_tps") else None,
-        f"generation {r['generation_tps']:.1f} tok/s ({r.get('generation_tokens', '?')} tokens)"
-        if r.get("generation_tps") else None,
-        f"peak memory {human_bytes(r['peak_memory_bytes'])}" if r.get("peak_memory_bytes") else None,
-    ]
-    if any(numbers):
-        lines.append("  " + " · ".join(n for n in numbers if n))
+    numbers = trial_numbers(r, detail=True)
+    if numbers:
+        lines.append("  " + " · ".join(numbers))
     if prediction:
         lines.append("  " + prediction_line(prediction))
     if "device" in r:
-        machine = f"{r['device']} · mlx {r.get('mlx_version', '?')} · mlx-lm {r.get('mlx_lm_version', '?')}"
+        machine = machine_line(r)
         if r.get("download_bytes"):
             machine += f" · downloaded {human_bytes(r['download_bytes'])}"
         elif r.get("present_bytes"):  # kept from an earlier trial ([trials] keep_after_trial)

@@ -1,4 +1,6 @@
-"""One entry point for "can this repo run?": fetch metadata, decide, then suggest. Shared by the CLI and the bot."""
+"""The verdict for one repo: fetch metadata, decide (static gates, then the dry load), speed and fixes; suggestions
+on request. Used by the answer service (answers.py) and trial admission (trials.py), so every frontend gets the same
+verdict."""
 
 from __future__ import annotations
 

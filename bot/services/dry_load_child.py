@@ -160,7 +160,7 @@ def _quantized_copy(model, config: dict[str, Any], bits: int, group_size: int):
     import mlx_lm.utils as utils
     from mlx.utils import tree_flatten
 
-    get_classes = getattr(utils, "_get_classes", None) or getattr(utils, "get_model_classes")
+    get_classes = getattr(utils, "_get_classes", None) or utils.get_model_classes
     model_class, args_class = get_classes(config=config)
     copy = model_class(args_class.from_dict(config))
     copy.load_weights(tree_flatten(model.parameters()), strict=False)

@@ -78,7 +78,7 @@ class GitHubClient:
             raise GitHubUnavailable("GitHub's rate limit is used up for now")
         try:
             data = await asyncio.wait_for(self._get(path, params, resource), self.timeout)
-        except (asyncio.TimeoutError, aiohttp.ClientError, GitHubUnavailable) as e:
+        except (TimeoutError, aiohttp.ClientError, GitHubUnavailable) as e:
             if cached is not None:
                 return cached[0]
             raise GitHubUnavailable(str(e) or "GitHub did not answer in time") from e

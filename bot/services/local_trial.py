@@ -13,30 +13,25 @@ import asyncio
 from collections.abc import Callable
 
 from bot.config import Config
-from bot.core.engine import HostMemory
-from bot.core.trial_policy import GB, refusal
-from bot.core.verdicts import Verdict
-from bot.services.model_cache import ModelCache, ModelCacheFull
 from bot.core.trial_outcome import CANCELLED, FAILED, TrialOutcome
+from bot.services.model_cache import ModelCacheFull
 from bot.services.trial_runner import ProgressCallback, SpareWorker, TrialProcess, TrialSpec, start_trial
-from bot.services.trial_settings import trial_limits, trial_policy
+from bot.services.trial_settings import trial_limits
 from bot.services.trial_slot import SlotAbandoned, trial_slot
+from bot.services.trials import TrialAdmission
 
 
 class LocalTrial:
-    """Refuses what the bot would refuse, waits for the host's trial slot, makes room in the model cache, runs the
-    worker, tidies the cache."""
+    """A trial admitted by TrialAdmission (what the bot would refuse is refused there): waits for the host's trial
+    slot, makes room in the model cache, runs the worker, tidies the cache."""
 
-    def __init__(self, config: Config, host: HostMemory, spare: SpareWorker | None = None):
+    def __init__(self, config: Config, admission: TrialAdmission, spare: SpareWorker | None = None):
         self.config = config
+        self.admission = admission
+        self.cache = admission.cache
         self.spare = spare  # a worker started ahead (start_spare), taken by the trial
-        self.policy = trial_policy(config, host)
-        self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB))
         self._process: TrialProcess | None = None
         self._cancelled = asyncio.Event()
-
-    def refusal(self, verdict: Verdict) -> str | None:
-        return refusal(verdict, self.policy, disk_available_bytes=self.cache.available_bytes())
 
     def cancel(self) -> None:
         """Stop the trial, whenever: while it waits for the slot, before the worker starts (it then never does)
@@ -65,13 +60,13 @@ class LocalTrial:
             process.cancel()
         # A bot on this host shares the cache: leases keep each side from deleting what the other is using.
         try:
-            lease = await asyncio.to_thread(self.cache.reserve, repo_id, weights_bytes)
+            lease = await self.admission.reserve(repo_id, weights_bytes)
         except ModelCacheFull as e:
             return TrialOutcome(FAILED, None, str(e), 0.0, {})
         try:
             return await process.run(on_progress)
         finally:  # as the bot does after a trial, cancelled ones included (their partial download goes too)
-            await asyncio.to_thread(self.cache.after_trial, repo_id, lease, keep=self.config.trials.keep_after_trial)
+            await self.admission.release(repo_id, lease)
 
 
 async def start_spare(config: Config) -> SpareWorker | None:

@@ -17,7 +17,8 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import aiosqlite
 
@@ -81,6 +82,17 @@ class Store:
             await writer.close()
             raise
         return cls(writer, reader, path)
+
+    @classmethod
+    async def open_migrated(cls, path: str | Path) -> Store:
+        """Open and bring the schema up to date: what every user of the store but `canrun migrate` wants."""
+        store = await cls.open(path)
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.core.errors import CanrunUserError
 from bot.core.repo_id import DEFAULT_BRANCH, HUB_URL, is_default_branch
 from bot.core.trial_policy import loaded_from
 from bot.services.store import Store
@@ -29,7 +30,7 @@ DEFAULT_ETA_SECONDS = 180.0  # before any trial has finished, a guess for one tr
 FINISHED = ("succeeded", "failed", "cancelled", "timed_out", "expired")
 
 
-class TrialRefused(Exception):
+class TrialRefused(CanrunUserError):
     """The queue will not take this trial; the message is for the user."""
 
 

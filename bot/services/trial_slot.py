@@ -13,7 +13,7 @@ import fcntl
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 SLOT_FILE = ".canrun-trial.lock"
 POLL_SECONDS = 0.5  # how often a waiter tries again: flock cannot be awaited, and a blocked thread cannot be cancelled
@@ -66,7 +66,7 @@ async def trial_slot(cache_dir: Path, holder: str, *, on_wait: Callable[[str], N
                 continue
             try:
                 await asyncio.wait_for(give_up.wait(), POLL_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             raise SlotAbandoned()
         slot = TrialSlot(fd)

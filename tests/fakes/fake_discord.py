@@ -25,7 +25,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import discord.gateway
@@ -165,7 +165,7 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _has_custom_id(node: Any, custom_id: str) -> bool:

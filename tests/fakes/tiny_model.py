@@ -23,7 +23,8 @@ import string
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
+from collections.abc import Callable
 
 import mlx.core as mx
 import mlx.nn as nn

@@ -29,3 +29,7 @@ class AdminCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         count = await self.bot.sync_commands(force=True)
         await send_ephemeral(interaction, f"Synced {count} commands.")
+
+
+async def setup(bot: CanrunBot) -> None:
+    await bot.add_cog(AdminCog(bot))

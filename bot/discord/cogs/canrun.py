@@ -1,8 +1,8 @@
-"""/canrun: the verdict for a Hugging Face repo, with what to do next."""
+"""/canrun: the verdict for a Hugging Face repo, with what to do next. The answer is the service's
+(bot/services/answers.py); this cog only shows it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -11,11 +11,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.repo_id import RepoIdError, RepoRef, parse_repo
+from bot.core.repo_id import RepoRef, parse_repo
 from bot.core.verdicts import Verdict
-from bot.discord import safe
 from bot.discord.render import verdict_embed, verdict_view
-from bot.discord.reply import Reply, send_ephemeral
+from bot.discord.reply import Reply
+from bot.discord.repo_option import SearchedRepo
+from bot.services.answers import Audience
 from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from bot.discord.app import CanrunBot
 
 log = logging.getLogger(__name__)
-# Suggestions that arrive within this time go out with the verdict, in one edit; later ones follow.
-SUGGESTION_GRACE_SECONDS = 1.0
 
 
 def _cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
@@ -48,69 +47,33 @@ class CanrunCog(commands.Cog):
         refresh="Check again even if someone asked recently",
     )
     @app_commands.checks.dynamic_cooldown(_cooldown)
-    async def canrun(self, interaction: discord.Interaction, repo: str, revision: str | None = None,
-                     refresh: bool = False) -> None:
-        try:
-            ref = parse_repo(repo, revision)
-        except RepoIdError as e:
-            await send_ephemeral(interaction, f"{e}\nYou typed: `{safe.clip(repo.replace('`', ''), 100)}`")
-            return
+    async def canrun(self, interaction: discord.Interaction, repo: app_commands.Transform[RepoRef, SearchedRepo],
+                     revision: str | None = None, refresh: bool = False) -> None:
+        if revision:  # given apart, it wins over one in a pasted link
+            repo = parse_repo(repo.repo_id, revision)
         await interaction.response.defer(thinking=True)
         reply = Reply(interaction)
-        await self.answer(interaction, reply, ref, refresh=refresh)
+        hub_url = self.bot.config.hf_endpoint
+        host = self.bot.services.checker.host
 
-    async def answer(self, interaction: discord.Interaction, reply: Reply, ref: RepoRef, *, refresh: bool) -> None:
-        bot, checker = self.bot, self.bot.checker
-        hub_url = bot.config.hf_endpoint
-
-        recent = None if refresh else await bot.store.recent_verdict(
-            ref.repo_id, ref.revision, checker.table.mlx_lm_version,
-            since=time.time() - bot.config.hub.cache_ttl_seconds,
-        )
-        if recent is not None:
-            verdict = Verdict.from_json(recent[0])
-            note = f"checked {_ago(time.time() - recent[1])}, cached · refresh:true checks again"
-            await self._record(interaction, verdict)  # who has seen which verdict matters to predictions
-            await reply.edit(embed=verdict_embed(verdict, checker.host, hub_url=hub_url, cached_note=note),
+        async def show(verdict: Verdict, **notes) -> None:
+            await reply.edit(embed=verdict_embed(verdict, host, hub_url=hub_url, **notes),
                              view=verdict_view(verdict, hub_url=hub_url))
-            return
 
+        audience = Audience("discord", interaction.guild_id, interaction.channel_id, interaction.user.id)
         try:
-            verdict = await checker.check(ref, refresh=refresh)
+            answer = await self.bot.services.answers.answer(
+                repo, audience, refresh=refresh, on_preliminary=lambda v: show(v, suggestions_pending=True))
         except HubUnavailable as e:
-            log.warning("/canrun %s: %s", ref, e)
+            log.warning("/canrun %s: %s", repo, e)
             await reply.edit(content="Hugging Face could not be reached just now, so there is no verdict. "
                                      "Try again in a minute.")
             return
-
-        suggestions = asyncio.create_task(checker.add_suggestions(verdict))
-        done, _ = await asyncio.wait({suggestions}, timeout=SUGGESTION_GRACE_SECONDS)
-        row = await self._record(interaction, verdict)  # before anyone can see the answer
-        if not done:
-            await reply.edit(embed=verdict_embed(verdict, checker.host, hub_url=hub_url, suggestions_pending=True),
-                             view=verdict_view(verdict, hub_url=hub_url))
-        await suggestions
-        await bot.store.update_verdict_payload(row, verdict.to_json())
-        await reply.edit(embed=verdict_embed(verdict, checker.host, hub_url=hub_url),
-                         view=verdict_view(verdict, hub_url=hub_url))
-
-    async def _record(self, interaction: discord.Interaction, verdict: Verdict) -> int:
-        """Remember where and to whom the answer is shown (a later prediction is then a peek), and settle the
-        predictions it answers. Returns the history row."""
-        row = await self.bot.store.record_verdict(
-            verdict.to_json(), source="discord", guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id, user_id=interaction.user.id,
-        )
-        await self.bot.game_events.verdict_shown(interaction.guild_id, verdict)
-        return row
-
-    @canrun.autocomplete("repo")
-    async def repo_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await repo_choices(self.bot, current)
+        note = None
+        if answer.checked_at is not None:
+            note = f"checked {_ago(time.time() - answer.checked_at)}, cached · refresh:true checks again"
+        await show(answer.verdict, cached_note=note)
 
 
-async def repo_choices(bot: CanrunBot, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete of a `repo` option: Hugging Face model ids matching what was typed, within Discord's limits."""
-    ids = await bot.model_search.complete(current)
-    return [app_commands.Choice(name=safe.clip(i, safe.CHOICE_NAME), value=i) for i in ids
-            if len(i) <= safe.CHOICE_VALUE][: safe.CHOICES]
+async def setup(bot: CanrunBot) -> None:
+    await bot.add_cog(CanrunCog(bot))

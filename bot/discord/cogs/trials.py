@@ -12,16 +12,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.repo_id import RepoIdError, parse_repo
-from bot.core.trial_policy import refusal
+from bot.core.repo_id import RepoRef
 from bot.discord import safe
 from bot.discord.checks import is_moderator, moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
+from bot.discord.repo_option import Repo
 from bot.discord.trial_render import trial_embed
+from bot.services import predictions as game
 from bot.services.host import machine_name
-from bot.services.hub import HubUnavailable
-from bot.services.trial_queue import Trial, TrialRefused
 from bot.core.trial_outcome import TrialProgress
+from bot.services.trial_queue import Trial
 
 if TYPE_CHECKING:
     from bot.discord.app import CanrunBot
@@ -45,7 +45,8 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: CanrunBot = interaction.client
-        trial = await bot.trial_queue.get(self.trial_id)
+        queue = bot.services.trials.queue
+        trial = await queue.get(self.trial_id)
         if trial is None:
             await send_ephemeral(interaction, "That trial no longer exists.")
             return
@@ -58,7 +59,7 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
         # Answer within Discord's 3 s first: cancelling edits the trial's message, which may wait on rate limits.
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            trial = await bot.trial_queue.cancel(trial.id, interaction.user.id)
+            trial = await queue.cancel(trial.id, interaction.user.id)
         except Exception:  # a button's errors do not reach the tree's handler: answer here
             log.exception("cancelling trial #%s failed", self.trial_id)
             await send_ephemeral(interaction, "Cancelling failed on canrun's side; it has been logged.")
@@ -98,7 +99,7 @@ class TrialMessage:
                 message = await self.interaction.edit_original_response(**fields)
                 if self.message_id is None:  # remembered, so after a restart the same message is edited
                     self.message_id = message.id
-                    await self.bot.trial_queue.set_message(self.trial_id, message.id)
+                    await self.bot.services.trials.queue.set_message(self.trial_id, message.id)
                 return
             except discord.HTTPException as e:
                 if not token_expired(e):
@@ -115,7 +116,7 @@ class TrialMessage:
                 pass  # deleted by someone: post a new one
         message = await channel.send(**fields)
         self.message_id = message.id
-        await self.bot.trial_queue.set_message(self.trial_id, message.id)
+        await self.bot.services.trials.queue.set_message(self.trial_id, message.id)
 
 
 class TrialsCog(commands.Cog):
@@ -123,21 +124,25 @@ class TrialsCog(commands.Cog):
 
     def __init__(self, bot: CanrunBot):
         self.bot = bot
+        self.trials = bot.services.trials
+        self.queue = self.trials.queue
         self.messages: dict[int, TrialMessage] = {}
-        bot.trial_queue.listeners.append(self.on_trial_update)
 
     async def cog_load(self) -> None:
+        self.queue.listeners.append(self.on_trial_update)
+        self.trials.settled_listeners.append(self.announce_settlement)
         self.recovered_shown = asyncio.create_task(self._show_recovered())
 
     async def cog_unload(self) -> None:
-        self.bot.trial_queue.listeners.remove(self.on_trial_update)
+        self.queue.listeners.remove(self.on_trial_update)
+        self.trials.settled_listeners.remove(self.announce_settlement)
         self.recovered_shown.cancel()
 
     async def _show_recovered(self) -> None:
         """Trials that a restart interrupted or expired: their messages still say running or queued."""
         await self.bot.wait_until_ready()
-        for trial_id in self.bot.trial_queue.recovered:
-            trial = await self.bot.trial_queue.get(trial_id)
+        for trial_id in self.queue.recovered:
+            trial = await self.queue.get(trial_id)
             if trial is not None and trial.message_id is not None:
                 try:
                     await self._show(TrialMessage(self.bot, trial), trial, None)
@@ -149,41 +154,14 @@ class TrialsCog(commands.Cog):
                            max_tokens="How many tokens to generate")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.check(moderator_only)
-    async def trial(self, interaction: discord.Interaction, repo: str, prompt: str | None = None,
-                    max_tokens: app_commands.Range[int, 1, 4096] | None = None) -> None:
-        cfg = self.bot.config.trials
-        try:
-            ref = parse_repo(repo)
-        except RepoIdError as e:
-            await send_ephemeral(interaction, str(e))
-            return
-        if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
-            await send_ephemeral(interaction, f"max_tokens can be at most {cfg.max_tokens_limit} here.")
-            return
+    async def trial(self, interaction: discord.Interaction, repo: app_commands.Transform[RepoRef, Repo],
+                    prompt: str | None = None, max_tokens: app_commands.Range[int, 1, 4096] | None = None) -> None:
+        self.trials.validate(max_tokens)  # answered privately, before the public "thinking..."
         await interaction.response.defer(thinking=True)
-        try:
-            verdict = await self.bot.checker.check(ref)
-        except HubUnavailable:
-            await interaction.edit_original_response(content="Hugging Face could not be reached; no trial queued.")
-            return
-        reason = refusal(verdict, self.bot.trial_policy, disk_available_bytes=self.bot.model_cache.available_bytes())
-        if reason:
-            await interaction.edit_original_response(
-                content=safe.clip(f"No trial for **{safe.escape(ref.repo_id)}**: {safe.rich(reason.rstrip('.'))}.",
-                                  safe.CONTENT),
-                allowed_mentions=NO_MENTIONS)
-            return
-        try:
-            queued = await self.bot.trial_queue.enqueue(
-                repo_id=ref.repo_id, revision=ref.revision, requested_by=interaction.user.id,
-                guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-                prompt=(prompt or cfg.default_prompt)[:1000], max_tokens=max_tokens or cfg.default_max_tokens,
-                verdict=verdict.verdict)
-        except TrialRefused as e:
-            await interaction.edit_original_response(content=str(e), allowed_mentions=NO_MENTIONS)
-            return
+        queued = await self.trials.request(repo, requested_by=interaction.user.id, guild_id=interaction.guild_id,
+                                           channel_id=interaction.channel_id, prompt=prompt, max_tokens=max_tokens)
         handle = self.messages.setdefault(queued.id, TrialMessage(self.bot, queued, interaction))
-        trial = await self.bot.trial_queue.get(queued.id)
+        trial = await self.queue.get(queued.id)
         if trial.status == "queued":  # it may already be running (or done) if the queue was empty
             await self._show(handle, trial, None)
 
@@ -199,7 +177,7 @@ class TrialsCog(commands.Cog):
             await self._refresh_positions()
 
     async def _show(self, handle: TrialMessage, trial: Trial, progress: TrialProgress | None) -> None:
-        position = await self.bot.trial_queue.position(trial.id) if trial.status == "queued" else None
+        position = await self.queue.position(trial.id) if trial.status == "queued" else None
         view = None
         if not trial.finished:
             view = discord.ui.View(timeout=None)
@@ -209,25 +187,20 @@ class TrialsCog(commands.Cog):
 
     async def _refresh_positions(self) -> None:
         """When a trial starts, everyone behind it moves up one place."""
-        for trial in await self.bot.trial_queue.waiting():
+        for trial in await self.queue.waiting():
             handle = self.messages.get(trial.id)
             if trial.status == "queued" and handle is not None:
                 await self._show(handle, trial, None)
 
     @trials.command(name="recent", description="The latest trial loads and how they went")
     async def recent(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(embed=self._list("Recent trials", await self.bot.trial_queue.recent(10)),
+        await interaction.response.send_message(embed=self._list("Recent trials", await self.queue.recent(10)),
                                                 allowed_mentions=NO_MENTIONS)
 
     @trials.command(name="repo", description="The trial history of one model")
-    async def history(self, interaction: discord.Interaction, repo: str) -> None:
-        try:
-            ref = parse_repo(repo)
-        except RepoIdError as e:
-            await send_ephemeral(interaction, str(e))
-            return
-        trials = await self.bot.trial_queue.recent(10, repo_id=ref.repo_id)
-        await interaction.response.send_message(embed=self._list(f"Trials of {ref.repo_id}", trials),
+    async def history(self, interaction: discord.Interaction, repo: app_commands.Transform[RepoRef, Repo]) -> None:
+        trials = await self.queue.recent(10, repo_id=repo.repo_id)
+        await interaction.response.send_message(embed=self._list(f"Trials of {repo.repo_id}", trials),
                                                 allowed_mentions=NO_MENTIONS)
 
     def _list(self, title: str, trials: list[Trial]) -> discord.Embed:
@@ -241,3 +214,28 @@ class TrialsCog(commands.Cog):
                          f"<t:{int(t.finished_at or t.created_at)}:R>")
         description = "\n".join(lines) or "No trials yet."
         return discord.Embed(title=safe.clip(title, safe.TITLE), description=safe.clip(description, safe.DESCRIPTION))
+
+    async def announce_settlement(self, trial: Trial, settlement: game.Settlement) -> None:
+        """Say in the trial's channel what it settled, and which verdict-based scores it overturned."""
+        if trial.channel_id is None or not (settlement.settled or settlement.resettled):
+            return
+        answer = "loads" if trial.loaded else "does not load"
+        lines = [f"🎯 Trial #{trial.id} says **{safe.escape(trial.repo_id)}** {answer}."]
+        if settlement.settled:
+            lines.append(f"It settled {_count(settlement.settled, 'open prediction')}.")
+        if settlement.resettled:
+            lines.append(f"canrun's static verdict had said the opposite: {_count(settlement.resettled, 'prediction')} "
+                         "settled by that verdict were scored again by the trial.")
+        try:
+            await self.bot.get_partial_messageable(trial.channel_id).send(" ".join(lines), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            log.warning("could not announce what trial #%s settled", trial.id, exc_info=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+async def setup(bot: CanrunBot) -> None:
+    bot.add_dynamic_items(CancelTrialButton)
+    await bot.add_cog(TrialsCog(bot))

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from bot.core.errors import CanrunUserError
 from bot.core.scoring import Bucket
 
 Source = Literal["trial", "verdict"]
@@ -18,7 +19,7 @@ MAX_ROUND_REPOS = 5
 ALL_TIME = 0  # standings.season_id of the all-time totals
 
 
-class Refused(Exception):
+class Refused(CanrunUserError):
     """Not allowed now (locked, closed, already done, ...); the message is for the member."""
 
 

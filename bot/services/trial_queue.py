@@ -56,6 +56,10 @@ class Trial:
     cancelled_by: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # The output check of a trial that generated (bot/core/output_check.py); its details stay in `result`.
+    perplexity: float | None = None
+    printable_share: float | None = None
+    looks_broken: bool | None = None
 
     @property
     def finished(self) -> bool:
@@ -65,7 +69,8 @@ class Trial:
     def from_row(cls, row: Any) -> Trial:
         data = dict(row)
         data["result"] = json.loads(data["result"]) if data.get("result") else {}
-        data["loaded"] = None if data.get("loaded") is None else bool(data["loaded"])
+        for flag in ("loaded", "looks_broken"):
+            data[flag] = None if data.get(flag) is None else bool(data[flag])
         return cls(**data)
 
 
@@ -358,12 +363,14 @@ class TrialQueue:
 
     async def _finish(self, trial_id: int, status: str, phase: str | None, error: str | None,
                       result: dict[str, Any], loaded: bool | None, cancelled_by: int | None = None) -> None:
+        broken = result.get("looks_broken")
         async with self.store.transaction() as db:
             await db.execute(
                 "UPDATE trials SET status = ?, phase = ?, error = ?, result = ?, loaded = ?, cancelled_by = ?,"
-                " finished_at = ? WHERE id = ?",
+                " finished_at = ?, perplexity = ?, printable_share = ?, looks_broken = ? WHERE id = ?",
                 (status, phase, error, json.dumps(result), None if loaded is None else int(loaded), cancelled_by,
-                 time.time(), trial_id))
+                 time.time(), result.get("perplexity"), result.get("printable_share"),
+                 None if broken is None else int(broken), trial_id))
         self._cancel_requested.pop(trial_id, None)
         trial = await self.get(trial_id)
         if self.after_run is not None:

@@ -22,6 +22,7 @@ from bot.discord import safe
 from bot.discord.cogs.admin import AdminCog
 from bot.discord.cogs.canrun import CanrunCog
 from bot.discord.cogs.predictions import PredictionsCog, RoundConfidenceSelect, RoundVoteButton
+from bot.discord.cogs.record import RecordCog
 from bot.discord.cogs.trials import CancelTrialButton, TrialsCog
 from bot.discord.reply import NO_MENTIONS
 from bot.discord.tree import CanrunTree
@@ -74,6 +75,7 @@ class CanrunBot(commands.Bot):
         await self.add_cog(CanrunCog(self))
         await self.add_cog(AdminCog(self))
         await self.add_cog(PredictionsCog(self))
+        await self.add_cog(RecordCog(self))
         self.add_dynamic_items(RoundVoteButton, RoundConfidenceSelect)
         if self.config.trials.enabled:
             await self._start_trials()

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from bot.core.repo_id import DEFAULT_BRANCH, is_default_branch
 from bot.core.trial_policy import loaded_from
+from bot.core.verdicts import Verdict
 from bot.services.store import Store
 from bot.services.trial_runner import SpareWorker, TrialLimits, TrialOutcome, TrialProgress, TrialSpec, start_trial
 from bot.services.trial_slot import trial_slot
@@ -60,6 +61,10 @@ class Trial:
     perplexity: float | None = None
     printable_share: float | None = None
     looks_broken: bool | None = None
+    # What the verdict it was queued with rested on (canrun's record: bot/core/canrun_record.py).
+    verdict_mlx_lm_version: str | None = None
+    verdict_checked_by: str | None = None
+    verdict_sha: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -229,9 +234,12 @@ class TrialQueue:
     # ---- changes -------------------------------------------------------------------------------
 
     async def enqueue(self, *, repo_id: str, revision: str | None, requested_by: int, guild_id: int | None,
-                      channel_id: int | None, prompt: str, max_tokens: int, verdict: str | None,
+                      channel_id: int | None, prompt: str, max_tokens: int, verdict: Verdict | str | None,
                       per_user_limit: bool = True) -> Trial:
-        """Queue a trial. `per_user_limit=False` for the bot's own trials (a round's reveal queues one per repo)."""
+        """Queue a trial. `per_user_limit=False` for the bot's own trials (a round's reveal queues one per repo).
+        `verdict`: canrun's answer when it was queued, kept for its record (a bare verdict word keeps only that)."""
+        given = verdict if isinstance(verdict, Verdict) else None
+        word = given.verdict if given is not None else verdict
         async with self.store.transaction() as db:
             async with db.execute("SELECT requested_by, repo_id, revision, id FROM trials WHERE status = 'queued'") as cur:
                 queued = await cur.fetchall()
@@ -244,8 +252,10 @@ class TrialQueue:
                 raise TrialRefused(f"You already have {self.settings.per_user_queued} trials waiting.")
             cur = await db.execute(
                 "INSERT INTO trials (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens,"
-                " status, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens, verdict, time.time()),
+                " status, verdict, verdict_mlx_lm_version, verdict_checked_by, verdict_sha, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens, word,
+                 given and given.mlx_lm_version, given and given.checked_by, given and given.sha, time.time()),
             )
             trial_id = cur.lastrowid
         trial = await self.get(trial_id)

@@ -401,7 +401,7 @@ class PredictionsCog(commands.Cog):
         try:
             trial = await queue.enqueue(repo_id=repo_id, revision=None, requested_by=moderator_id,
                                         guild_id=rnd.guild_id, channel_id=rnd.channel_id, prompt=cfg.default_prompt,
-                                        max_tokens=cfg.default_max_tokens, verdict=verdict.verdict,
+                                        max_tokens=cfg.default_max_tokens, verdict=verdict,
                                         per_user_limit=False)
         except TrialRefused as e:
             return None, str(e)

@@ -178,7 +178,7 @@ class TrialsCog(commands.Cog):
                 repo_id=ref.repo_id, revision=ref.revision, requested_by=interaction.user.id,
                 guild_id=interaction.guild_id, channel_id=interaction.channel_id,
                 prompt=(prompt or cfg.default_prompt)[:1000], max_tokens=max_tokens or cfg.default_max_tokens,
-                verdict=verdict.verdict)
+                verdict=verdict)
         except TrialRefused as e:
             await interaction.edit_original_response(content=str(e), allowed_mentions=NO_MENTIONS)
             return

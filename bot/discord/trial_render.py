@@ -83,12 +83,11 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
 def trial_list_line(t: Trial) -> str:
     """One trial in /trials: how it ended, its speed or error, and whether its output looked broken."""
     r = t.result or {}
-    broken = short_check(t.perplexity, t.looks_broken)
     detail = f"{r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else (t.error or t.status)
     detail = safe.escape(safe.clip(str(detail).splitlines()[0] if detail else "", 120))
-    if broken:
-        detail += f" · ⚠️ {safe.escape(broken)}"
-    mark = "⚠️" if broken else LIST_MARKS.get(t.status, "•")
+    if checked := short_check(t.perplexity, t.printable_share, t.looks_broken):
+        detail += f" · {'⚠️ ' if t.looks_broken else ''}{safe.escape(checked)}"
+    mark = "⚠️" if t.looks_broken else LIST_MARKS.get(t.status, "•")
     return f"{mark} #{t.id} **{safe.escape(t.repo_id)}**: {detail} <t:{int(t.finished_at or t.created_at)}:R>"
 
 

@@ -38,8 +38,12 @@ def check_numbers(result: dict[str, Any]) -> str | None:
     return " · ".join(parts) or None
 
 
-def short_check(perplexity: float | None, looks_broken_: bool | None) -> str | None:
-    """A few words for a list of trials: "loaded, but the output looks broken (perplexity 312)"."""
-    if not looks_broken_:
+def short_check(perplexity: float | None, printable: float | None, looks_broken_: bool | None) -> str | None:
+    """A few words for a list of trials: "perplexity 2.7, 100% printable", or "loaded, but the output looks broken
+    (perplexity 312, 75% printable)"; None for a trial without an output check."""
+    if looks_broken_ is None:
         return None
-    return f"{BROKEN} (perplexity {perplexity_words(perplexity)})"
+    numbers = f"perplexity {perplexity_words(perplexity)}"
+    if printable is not None:
+        numbers += f", {printable:.0%} printable"
+    return f"{BROKEN} ({numbers})" if looks_broken_ else numbers

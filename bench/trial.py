@@ -32,6 +32,9 @@ does not import torch in either child). The last line is one JSON object with th
   {plain,trial}_generation_tps, {plain,trial}_prompt_tps        median tokens per second
   {plain,trial}_peak_memory_mb                                  median mx.get_peak_memory(), MiB
   {plain,trial}_wall_s                                          median child process lifetime, start to exit
+  trial_output_check_s                                          median seconds of the trial's output check (perplexity
+                                                                  pass, after the generation was measured: in
+                                                                  trial_wall_s, in no other figure)
   {plain,trial}_generation_tokens                               tokens generated (equal: the same greedy run)
   load_ratio, generation_tps_ratio, prompt_tps_ratio,           trial / plain of the medians; the target is 5 %:
   peak_memory_ratio, wall_ratio                                   tok/s ratios >= 0.95, the others <= 1.05
@@ -223,6 +226,7 @@ def compare(plain: Side, trial: Side) -> dict:
         r[f"{name}_spread"] = round(max(spread(side.values(result_field)) for side in (plain, trial)), 3)
         r["within_target"][f"{name}_ratio"] = ratio >= 1 - TARGET if higher_is_better else ratio <= 1 + TARGET
     r["wall_ratio"] = round(r["trial_wall_s"] / r["plain_wall_s"], 3)
+    r["trial_output_check_s"] = round(statistics.median(trial.values("output_check_seconds")), 3)
     return r
 
 
@@ -295,6 +299,7 @@ def report(r: dict) -> None:
               f"{r[name + '_ratio_best']:>11.3f}{r[name + '_spread']:>8.0%}")
     print(f"  {'process, start to exit':<22}{r['plain_wall_s']:>14.2f} s{r['trial_wall_s']:>14.2f} s"
           f"{r['wall_ratio']:>13.3f}{'(info)':>10}")
+    print(f"  of which the trial's output check (perplexity pass, after the generation): {r['trial_output_check_s']:.2f} s")
     print(f"  generated tokens: plain {r['plain_generation_tokens']}, trial {r['trial_generation_tokens']}")
     print("  best runs: the ratio of each side's best run; spread: (max - min) / median of one side's runs, the larger"
           " side's\n  (a ratio nearer 1 than the spread is within this machine's noise)")

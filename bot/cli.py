@@ -15,16 +15,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bot.cli_exit import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE
 from bot.cli_host import add_host_parser
 from bot.cli_logging import cli_logging
+from bot.cli_record import add_record_parser
 from bot.cli_secrets import add_secrets_parser
 from bot.cli_service import add_service_parser
 from bot.config import Config, ConfigError, load_config
 from bot.core.repo_id import RepoIdError, RepoRef, echo, parse_repo
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
 NO_TOKEN_HELP = """\
 canrun: DISCORD_TOKEN is not set (neither in the environment nor in the keychain), so the bot cannot start.
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_secrets_parser(sub, common, _Parser)
     add_service_parser(sub, common, _Parser)
     add_host_parser(sub, common)
+    add_record_parser(sub, common)
 
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # the internal commands below stay out of the help
     worker = sub.add_parser("trial-worker")  # started by the bot for a trial load: bot/services/trial_runner.py
@@ -172,6 +173,10 @@ def _run(args: argparse.Namespace) -> int:
             from bot.cli_host import run_host
 
             return run_host(args, config)
+        if args.command == "record":
+            from bot.cli_record import run_record
+
+            return asyncio.run(run_record(args, config))
         if args.command == "service":
             from bot.cli_service import run_service
 

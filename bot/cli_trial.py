@@ -20,6 +20,7 @@ from bot.core.repo_id import RepoIdError, echo, parse_repo
 from bot.core.speed import trial_prediction
 from bot.render.progress import ProgressPrinter
 from bot.render.trial_result import REFUSED, UNCHECKED, not_run_json, render_trial, trial_json
+from bot.cli_exit import EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE
 from bot.core.trial_outcome import CANCELLED, SUCCEEDED
 from bot.core.units import human_bytes
 from bot.services.answers import Audience, CanrunAnswers
@@ -27,8 +28,6 @@ from bot.services.host import machine_name
 from bot.services.hub import HubUnavailable
 from bot.services.local_trial import LocalTrial, start_spare
 from bot.services.trials import TrialAdmission
-
-EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2  # as bot/cli.py's
 
 
 async def run_trial(args: argparse.Namespace, config: Config) -> int:

@@ -20,7 +20,7 @@ from tests.fakes.hub import FakeRepo
 from tests.fakes.hub_zoo import QWEN3, TOKENIZER_JSON, verdict_cases, weights
 
 
-GAME_COMMANDS = {"predict", "round", "leaderboard", "mystats", "season"}
+GAME_COMMANDS = {"predict", "round", "leaderboard", "mystats", "season", "canrun-record"}
 
 
 @pytest.fixture

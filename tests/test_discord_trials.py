@@ -63,6 +63,9 @@ async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):
     assert "load " in fields["Numbers"] and "tok/s" in fields["Numbers"] and "peak memory" in fields["Numbers"]
     assert "mlx-lm 0.32" in fields["Machine"]
     assert fields["Generated"].startswith("```")
+    # Its weights are random: load() worked, but its output does not look like language (tests/test_output_check.py).
+    assert "⚠️ Loaded, but the output looks broken: perplexity" in embed["description"]
+    assert fields["Output check"].startswith("perplexity ") and "guessing at random: 256" in fields["Output check"]
     assert done.json["allowed_mentions"] == {"parse": []}
     assert done.json.get("components") == []  # no Cancel button once it is over
     assert (await bot.services.trials.queue.get(1)).result["warm_worker"] is True  # the worker started ahead ran it
@@ -72,7 +75,8 @@ async def test_moderator_runs_a_trial_end_to_end(fake, start_bot):
 
     recent = await fake.send_slash_command("trials", {}, subcommand="recent", user=fake.make_user())
     answer = await fake.wait_for_request("POST", f"/interactions/{recent.id}/")
-    assert "tiny-lab/llama-a" in answer.json["data"]["embeds"][0]["description"]
+    listed = answer.json["data"]["embeds"][0]["description"]
+    assert "tiny-lab/llama-a" in listed and "loaded, but the output looks broken (perplexity" in listed
 
 
 async def test_refusals_say_why(fake, start_bot):

@@ -79,6 +79,8 @@ def test_a_tiny_model_loads_and_generates(make_cli, hub):
 
     assert code == 0, err
     assert out.startswith("✅ tiny/llama: mlx_lm.load() worked and the model generated text")
+    assert "\n⚠️ Loaded, but the output looks broken: perplexity" in out  # random weights
+    assert "  output check: perplexity " in out
     assert "tok/s (19 tokens)" in out and "generation " in out and "peak memory" in out
     assert f"mlx-lm {mlx_lm.__version__}" in out and "(CPU)" in out
     assert "  prompt: hello\n\n" in out and out.split("\n\n", 1)[1].strip()  # then the generated text

@@ -25,7 +25,8 @@ log = logging.getLogger("bot.discord")
 discord.VoiceClient.warn_nacl = False  # canrun never joins voice: no warning about PyNaCl in the owner's log
 SYNC_HASH_KEY = "command_sync_hash"
 # Loaded by name (each module ends with `async def setup(bot)`): the bot never imports a cog.
-EXTENSIONS = ("bot.discord.cogs.canrun", "bot.discord.cogs.admin", "bot.discord.cogs.predictions")
+EXTENSIONS = ("bot.discord.cogs.canrun", "bot.discord.cogs.admin", "bot.discord.cogs.predictions",
+              "bot.discord.cogs.record")
 TRIAL_EXTENSION = "bot.discord.cogs.trials"  # /trial and /trials exist only when [trials] enabled
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.discord import safe
+from bot.render.output_check import broken_line, check_numbers, looks_broken, short_check
 from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.speed import prediction_line
 from bot.core.repo_id import HUB_URL
@@ -20,6 +21,8 @@ STATUS_LINES = {
     "expired": "⌛ Expired: it waited in the queue too long.",
 }
 COLORS = {"succeeded": discord.Color.green(), "failed": discord.Color.red(), "queued": discord.Color.light_grey()}
+BROKEN_COLOR = discord.Color.orange()
+LIST_MARKS = {"succeeded": "✅", "failed": "❌", "cancelled": "🛑", "timed_out": "⏱️", "expired": "⌛"}
 
 
 def progress_bar(done: int, total: int, width: int = 16) -> str:
@@ -31,7 +34,7 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
     embed = discord.Embed(
         title=safe.clip(f"🧪 Trial #{trial.id}: {trial.repo_id}", safe.TITLE),
         url=safe.safe_url(f"{hub_url}/{trial.repo_id}"),
-        color=COLORS.get(trial.status, discord.Color.blurple()),
+        color=BROKEN_COLOR if looks_broken(trial.result or {}) else COLORS.get(trial.status, discord.Color.blurple()),
     )
     lines = [f"Asked by <@{trial.requested_by}>"]
     if trial.status == "queued":
@@ -48,6 +51,8 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
         lines.append(f"❌ Failed while {_phase_word(trial.phase)}.")
     else:
         lines.append(STATUS_LINES[trial.status].format(phase=trial.phase or "?"))
+    if broken := broken_line(trial.result or {}):
+        lines.append(f"⚠️ {safe.escape(broken)}")
     if trial.cancelled_by:
         lines.append(f"Cancelled by <@{trial.cancelled_by}>.")
     embed.description = safe.clip("\n".join(lines), safe.DESCRIPTION)
@@ -60,12 +65,25 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
         if r.get("speed_prediction"):  # canrun's estimate beside the measurement: the group sees it learn
             value += "\n" + prediction_line(r["speed_prediction"])
         embed.add_field(name="Numbers", value=value, inline=False)
+        if checked := check_numbers(r):
+            embed.add_field(name="Output check", value=safe.clip(safe.escape(checked), safe.FIELD_VALUE), inline=False)
         embed.add_field(name="Machine", value=safe.clip(machine_line(r, safe.escape), safe.FIELD_VALUE), inline=False)
     if r.get("text"):
         embed.add_field(name=f"Generated ({r.get('generation_tokens', '?')} tokens)",
                         value=_code_block(r["text"], safe.FIELD_VALUE), inline=False)
     embed.set_footer(text=safe.clip(f"prompt: {trial.prompt} · max {trial.max_tokens} tokens", safe.FOOTER))
     return safe.fit_embed(embed)
+
+
+def trial_list_line(t: Trial) -> str:
+    """One trial in /trials: how it ended, its speed or error, and whether its output looked broken."""
+    r = t.result or {}
+    detail = f"{r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else (t.error or t.status)
+    detail = safe.escape(safe.clip(str(detail).splitlines()[0] if detail else "", 120))
+    if checked := short_check(t.perplexity, t.printable_share, t.looks_broken):
+        detail += f" · {'⚠️ ' if t.looks_broken else ''}{safe.escape(checked)}"
+    mark = "⚠️" if t.looks_broken else LIST_MARKS.get(t.status, "•")
+    return f"{mark} #{t.id} **{safe.escape(t.repo_id)}**: {detail} <t:{int(t.finished_at or t.created_at)}:R>"
 
 
 def _code_block(text: str, limit: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from bot.render.output_check import broken_line, check_numbers
 from bot.render.progress import PHASE_WORDS
 from bot.render.speed import prediction_line
 from bot.core.trial_outcome import CANCELLED, SUCCEEDED, TIMED_OUT, TrialOutcome
@@ -22,6 +23,8 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str, prediction: d
     while_ = PHASE_WORDS.get(outcome.phase or "", "starting")
     if outcome.status == SUCCEEDED:
         lines = [f"✅ {name}: mlx_lm.load() worked and the model generated text{took}."]
+        if broken := broken_line(r):
+            lines.append(f"⚠️ {broken}")
     elif outcome.status == CANCELLED:
         lines = [f"🛑 {name}: cancelled while {while_}{took}."]
     elif outcome.status == TIMED_OUT:
@@ -35,6 +38,8 @@ def render_trial(name: str, outcome: TrialOutcome, *, prompt: str, prediction: d
         lines.append("  " + " · ".join(numbers))
     if prediction:
         lines.append("  " + prediction_line(prediction))
+    if checked := check_numbers(r):
+        lines.append("  output check: " + terminal_safe(checked))
     if "device" in r:
         machine = machine_line(r)
         if r.get("download_bytes"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bot.core.repo_id import is_default_branch
 from bot.core.verdicts import GATED, LOADS, NOT_FOUND, Verdict
 from bot.services import predictions as game
+from bot.services.canrun_record import log_if_missed
 from bot.services.store import Store
 from bot.services.trial_queue import Trial, first_judged_at
 
@@ -39,8 +40,10 @@ class GameEvents:
         await game.lock_repo(self.store, trial.repo_id)
 
     async def trial_ended(self, trial: Trial) -> game.Settlement | None:
-        """The ground truth, when the trial could tell: it settles predictions in every guild. Then unlock."""
+        """The ground truth, when the trial could tell: it settles predictions in every guild, and scores canrun's
+        own verdict (a miss is logged for the owner, whatever the revision). Then unlock."""
         try:
+            log_if_missed(trial)
             if trial.loaded is None or not is_default_branch(trial.revision):
                 return None
             return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")

@@ -20,6 +20,7 @@ from typing import Any
 from bot.core.errors import CanrunUserError
 from bot.core.repo_id import DEFAULT_BRANCH, HUB_URL, is_default_branch
 from bot.core.trial_policy import loaded_from
+from bot.core.verdicts import Verdict
 from bot.services.store import Store
 from bot.core.trial_outcome import TrialOutcome, TrialProgress
 from bot.services.trial_runner import SpareWorker, TrialLimits, TrialSpec, start_trial
@@ -59,6 +60,14 @@ class Trial:
     cancelled_by: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # The output check of a trial that generated (bot/core/output_check.py); its details stay in `result`.
+    perplexity: float | None = None
+    printable_share: float | None = None
+    looks_broken: bool | None = None
+    # What the verdict it was queued with rested on (canrun's record: bot/core/canrun_record.py).
+    verdict_mlx_lm_version: str | None = None
+    verdict_checked_by: str | None = None
+    verdict_sha: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -68,7 +77,8 @@ class Trial:
     def from_row(cls, row: Any) -> Trial:
         data = dict(row)
         data["result"] = json.loads(data["result"]) if data.get("result") else {}
-        data["loaded"] = None if data.get("loaded") is None else bool(data["loaded"])
+        for flag in ("loaded", "looks_broken"):
+            data[flag] = None if data.get(flag) is None else bool(data[flag])
         return cls(**data)
 
 
@@ -227,9 +237,12 @@ class TrialQueue:
     # ---- changes -------------------------------------------------------------------------------
 
     async def enqueue(self, *, repo_id: str, revision: str | None, requested_by: int, guild_id: int | None,
-                      channel_id: int | None, prompt: str, max_tokens: int, verdict: str | None,
+                      channel_id: int | None, prompt: str, max_tokens: int, verdict: Verdict | str | None,
                       per_user_limit: bool = True) -> Trial:
-        """Queue a trial. `per_user_limit=False` for the bot's own trials (a round's reveal queues one per repo)."""
+        """Queue a trial. `per_user_limit=False` for the bot's own trials (a round's reveal queues one per repo).
+        `verdict`: canrun's answer when it was queued, kept for its record (a bare verdict word keeps only that)."""
+        given = verdict if isinstance(verdict, Verdict) else None
+        word = given.verdict if given is not None else verdict
         async with self.store.transaction() as db:
             async with db.execute("SELECT requested_by, repo_id, revision, id FROM trials WHERE status = 'queued'") as cur:
                 queued = await cur.fetchall()
@@ -242,8 +255,10 @@ class TrialQueue:
                 raise TrialRefused(f"You already have {self.settings.per_user_queued} trials waiting.")
             cur = await db.execute(
                 "INSERT INTO trials (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens,"
-                " status, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens, verdict, time.time()),
+                " status, verdict, verdict_mlx_lm_version, verdict_checked_by, verdict_sha, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (repo_id, revision, guild_id, channel_id, requested_by, prompt, max_tokens, word,
+                 given and given.mlx_lm_version, given and given.checked_by, given and given.sha, time.time()),
             )
             trial_id = cur.lastrowid
         trial = await self.get(trial_id)
@@ -361,12 +376,14 @@ class TrialQueue:
 
     async def _finish(self, trial_id: int, status: str, phase: str | None, error: str | None,
                       result: dict[str, Any], loaded: bool | None, cancelled_by: int | None = None) -> None:
+        broken = result.get("looks_broken")
         async with self.store.transaction() as db:
             await db.execute(
                 "UPDATE trials SET status = ?, phase = ?, error = ?, result = ?, loaded = ?, cancelled_by = ?,"
-                " finished_at = ? WHERE id = ?",
+                " finished_at = ?, perplexity = ?, printable_share = ?, looks_broken = ? WHERE id = ?",
                 (status, phase, error, json.dumps(result), None if loaded is None else int(loaded), cancelled_by,
-                 time.time(), trial_id))
+                 time.time(), result.get("perplexity"), result.get("printable_share"),
+                 None if broken is None else int(broken), trial_id))
         self._cancel_requested.pop(trial_id, None)
         trial = await self.get(trial_id)
         if self.after_run is not None:

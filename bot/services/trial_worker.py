@@ -18,8 +18,12 @@ Protocol: one JSON object per line on stdout, flushed at once, in this order:
     {"event": "result", "ok": true, "load_seconds": ..., "prompt_tokens": ..., "prompt_tps": ...,
      "generation_tokens": ..., "generation_tps": ..., "peak_memory_bytes": ..., "device": ...,
      "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ..., "present_bytes": ...,
-     "warm_worker": ...}                             # true: started ahead with --wait, the job came on stdin
-    (download_bytes: fetched by this trial; present_bytes: already on disk, e.g. kept by keep_after_trial)
+     "warm_worker": ...,                             # true: started ahead with --wait, the job came on stdin
+     "perplexity": ..., "perplexity_limit": ..., "vocab_size": ..., "reference_tokens": ...,
+     "printable_share": ..., "looks_broken": ..., "broken_reasons": [...], "output_check_seconds": ...}
+    (download_bytes: fetched by this trial; present_bytes: already on disk, e.g. kept by keep_after_trial;
+    perplexity ... broken_reasons: bot/core/output_check.py, measured after the generation, so never part of its
+    tokens/s or peak memory; "output_check_error" instead of the perplexity when its forward pass failed)
 
 or, instead of the rest once something fails, {"event": "error", "phase": ..., "message": ..., "type": ...}
 (exit code 1). Whatever else mlx, transformers or the hub print goes to stderr.
@@ -45,6 +49,8 @@ import huggingface_hub.constants
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import disable_progress_bars, filter_repo_objects
+
+from bot.core import output_check
 
 # mlx and mlx-lm (a second to import) are imported where they are first needed: a repo that cannot be
 # downloaded fails before paying for them.
@@ -95,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
         reporter.send("loaded", seconds=load_seconds)
         reporter.enter("generate")
         generation = generate(model, tokenizer, args.prompt, args.max_tokens, reporter)
-        result = {"ok": True, "load_seconds": load_seconds, **generation, **_machine(),
+        checked = check_output(model, tokenizer, generation.pop("segments"), generation["generation_tokens"])
+        result = {"ok": True, "load_seconds": load_seconds, **generation, **checked, **_machine(),
                   "download_bytes": download_bytes, "present_bytes": present_bytes,
                   "warm_worker": bool(getattr(args, "warm", False))}
     except (Exception, SystemExit) as e:  # SystemExit: some mlx_lm.models modules exit when a dependency is missing
@@ -284,7 +291,40 @@ def generate(model: Any, tokenizer: Any, prompt: str, max_tokens: int, reporter:
         "generation_tps": last.generation_tps,
         "peak_memory_bytes": mx.get_peak_memory(),
         "text": "".join(pieces)[:TEXT_CHARS],
+        "segments": pieces,  # the text each token added, for check_output
     }
+
+
+def check_output(model: Any, tokenizer: Any, segments: list[str], generated_tokens: int) -> dict[str, Any]:
+    """Whether the output looks broken though load() worked (bot/core/output_check.py): the perplexity of one
+    forward pass over the reference text, and the printable share of the generation. Runs after the generation
+    was measured. A forward pass that fails (a model that needs more than token ids) leaves the perplexity out;
+    the trial still loaded and generated."""
+    started = time.perf_counter()
+    failed: dict[str, str] = {}
+    try:
+        mean_nll, vocab_size, measured = reference_loss(model, tokenizer)
+    except Exception as e:  # noqa: BLE001 - a check beside the trial, never a reason to lose its result
+        mean_nll, vocab_size, measured = None, None, 0
+        failed["output_check_error"] = (str(e).strip() or type(e).__name__)[:MESSAGE_CHARS]
+    check = output_check.judge(mean_nll, vocab_size, measured, output_check.printable_share(segments),
+                               generated_tokens)
+    return {**check.to_result(), **failed, "output_check_seconds": time.perf_counter() - started}
+
+
+def reference_loss(model: Any, tokenizer: Any) -> tuple[float, int, int]:
+    """(mean cross-entropy in nats per token, vocabulary size, tokens measured) of the model on the reference
+    text, tokenized as the model's tokenizer does (its BOS included), in one forward pass."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    tokens = tokenizer.encode(output_check.REFERENCE_TEXT)[: output_check.MAX_REFERENCE_TOKENS]
+    if len(tokens) < 2:
+        raise ValueError("the tokenizer made fewer than two tokens of the reference text")
+    inputs = mx.array(tokens)[None]
+    logits = model(inputs[:, :-1]).astype(mx.float32)
+    loss = nn.losses.cross_entropy(logits[0], inputs[0, 1:], reduction="mean")
+    return float(loss.item()), int(logits.shape[-1]), len(tokens)
 
 
 @contextmanager

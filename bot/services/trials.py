@@ -118,7 +118,7 @@ class TrialService:
         return await self.queue.enqueue(
             repo_id=ref.repo_id, revision=ref.revision, requested_by=requested_by, guild_id=guild_id,
             channel_id=channel_id, prompt=(prompt or cfg.default_prompt)[:1000],
-            max_tokens=max_tokens or cfg.default_max_tokens, verdict=admission.verdict.verdict)
+            max_tokens=max_tokens or cfg.default_max_tokens, verdict=admission.verdict)
 
     def validate(self, max_tokens: int | None) -> None:
         """What can be refused before anything is looked up. Raises TrialRefused."""
@@ -146,7 +146,7 @@ class TrialService:
         try:
             trial = await self.queue.enqueue(repo_id=repo_id, revision=None, requested_by=requested_by,
                                              guild_id=guild_id, channel_id=channel_id, prompt=cfg.default_prompt,
-                                             max_tokens=cfg.default_max_tokens, verdict=verdict.verdict,
+                                             max_tokens=cfg.default_max_tokens, verdict=verdict,
                                              per_user_limit=False)
         except TrialRefused as e:
             return None, str(e)

@@ -5,7 +5,8 @@ Each builder returns `{relative path: file bytes}` (what `FakeRepo` serves); `wr
     path = write_model(tmp_path / "model", tiny_llama_files(quantize_bits=4))
     model, tokenizer = mlx_lm.load(str(path))
 
-The weights are random: the folders prove that a layout loads and runs, not that it says anything sensible.
+The weights are random: the folders prove that a layout loads and runs, not that it says anything sensible
+(except `trained_llama_files`, trained on one text until it predicts it well).
 Builders with the same sizes and seed start from the same float weights, so a packed checkpoint can be
 checked against its float twin.
 """
@@ -94,6 +95,38 @@ def tiny_llama_files(
             model, config = quantize_model(model, config, group_size=None, bits=quantize_bits)
     weights = dict(tree_flatten(model.parameters()))
     return _model_files(config, weights, {"format": "mlx"}, shards=shards)
+
+
+# Small enough that a few hundred training steps take seconds on a CPU.
+TRAINED_SIZES: dict[str, int] = dict(hidden_size=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab_size=256)
+
+
+@functools.lru_cache(maxsize=4)
+def trained_llama_files(text: str, max_tokens: int, *, steps: int = 400, target_loss: float = 1.0,
+                        seed: int = 0) -> Files:
+    """A float32 Llama of TRAINED_SIZES trained with Adam on the first `max_tokens` tokens of `text` (as its
+    tokenizer encodes it, BOS first) until its mean loss is under `target_loss` nats, at most `steps` steps:
+    it predicts that text well (a perplexity of about e^target_loss). `trained_llama_files(..., steps=0)` is the
+    same shape with its random starting weights. Cached: built once per test session."""
+    import mlx.optimizers as optim
+
+    config = _llama_config(**TRAINED_SIZES, dtype="float32")
+    model = _random_model(config, seed)
+    ids = Tokenizer.from_str(_tokenizer_files(config["vocab_size"])["tokenizer.json"].decode()).encode(text).ids
+    tokens = mx.array(ids[:max_tokens])[None]
+
+    def loss(m: nn.Module) -> mx.array:
+        return nn.losses.cross_entropy(m(tokens[:, :-1]), tokens[:, 1:], reduction="mean")
+
+    optimizer = optim.Adam(learning_rate=2e-2)
+    loss_and_grad = nn.value_and_grad(model, loss)
+    for _ in range(steps):
+        value, grads = loss_and_grad(model)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state, value)
+        if value.item() < target_loss:
+            break
+    return _model_files(config, dict(tree_flatten(model.parameters())), {"format": "mlx"})
 
 
 def tiny_awq_files(

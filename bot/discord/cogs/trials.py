@@ -17,7 +17,7 @@ from bot.discord import safe
 from bot.discord.checks import is_moderator, moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
 from bot.discord.repo_option import Repo
-from bot.discord.trial_render import trial_embed
+from bot.discord.trial_render import trial_embed, trial_list_line
 from bot.services import predictions as game
 from bot.services.host import machine_name
 from bot.core.trial_outcome import TrialProgress
@@ -204,15 +204,7 @@ class TrialsCog(commands.Cog):
                                                 allowed_mentions=NO_MENTIONS)
 
     def _list(self, title: str, trials: list[Trial]) -> discord.Embed:
-        marks = {"succeeded": "✅", "failed": "❌", "cancelled": "🛑", "timed_out": "⏱️", "expired": "⌛"}
-        lines = []
-        for t in trials:
-            r = t.result or {}
-            detail = f"{r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else (t.error or t.status)
-            lines.append(f"{marks.get(t.status, '•')} #{t.id} **{safe.escape(t.repo_id)}**: "
-                         f"{safe.escape(safe.clip(str(detail).splitlines()[0] if detail else '', 120))} "
-                         f"<t:{int(t.finished_at or t.created_at)}:R>")
-        description = "\n".join(lines) or "No trials yet."
+        description = "\n".join(trial_list_line(t) for t in trials) or "No trials yet."
         return discord.Embed(title=safe.clip(title, safe.TITLE), description=safe.clip(description, safe.DESCRIPTION))
 
     async def announce_settlement(self, trial: Trial, settlement: game.Settlement) -> None:

@@ -82,6 +82,8 @@ async def run_trial(args: argparse.Namespace, config: Config) -> int:
                                           progress, on_wait=waiting)
             finally:
                 progress.finish()
+        if outcome.status == SUCCEEDED:  # a measurement of this host: the speed estimates calibrate on it
+            await answers.store.record_terminal_trial(ref.repo_id, ref.revision, outcome.result)
     finally:
         if spare is not None:
             await spare.close()  # not taken (refused, unchecked, interrupted): it never runs a job

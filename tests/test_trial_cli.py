@@ -101,12 +101,21 @@ def test_a_tiny_model_loads_and_generates(make_cli, hub):
             verdicts = await store.verdict_history("tiny/llama")
             async with store.conn.execute("SELECT COUNT(*) FROM trials") as cur:
                 trials = (await cur.fetchone())[0]
+            async with store.conn.execute("SELECT repo_id, result FROM terminal_trials") as cur:
+                terminal = await cur.fetchall()
         finally:
             await store.close()
-        return verdicts, trials
+        return verdicts, trials, terminal
 
-    verdicts, trials = asyncio.run(recorded())
-    assert [v["source"] for v in verdicts] == ["cli"] and trials == 0  # the verdict as `check` does; no trial row
+    verdicts, trials, terminal = asyncio.run(recorded())
+    assert [v["source"] for v in verdicts] == ["cli"] and trials == 0  # the verdict as `check` does; no game trial
+    # ... but a measurement of this host, which the speed estimates calibrate on: this very repo is "measured" now.
+    ((repo, result),) = terminal
+    assert repo == "tiny/llama" and json.loads(result)["generation_tps"] > 0
+    code, out, err = cli("check", "tiny/llama", "--json")
+    assert code == 0, err
+    speed = json.loads(out)["speed"]
+    assert speed["label"] == "measured", speed
 
 
 def test_a_trial_past_its_time_limit_fails_with_json(make_cli, hub):

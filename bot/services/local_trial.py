@@ -4,7 +4,8 @@ without the Discord queue.
 The same `[trials]` limits as the bot's apply (download size, memory share, free disk, phase timeouts), but not
 `[trials] enabled`: that switch lets Discord members start downloads; the owner typing the command is consent.
 It takes the host's one trial slot (trial_slot.py), so it waits while the bot, or another `canrun trial`, runs one.
-The trial is not recorded in the `trials` table: see `canrun trial --help` and the README for why.
+The trial is not recorded in the `trials` table (it is outside the game: see the README);
+a successful one is kept in `terminal_trials`, where the speed estimates calibrate on it.
 """
 
 from __future__ import annotations

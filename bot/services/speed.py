@@ -62,11 +62,14 @@ class SpeedService:
         """(result, speed facts of its verdict, repo, revision) of successful trials on `device`, newest first."""
         if self.store is None:
             return []
+        # The bot's trials and the owner's `canrun trial`s alike: both measured this host.
         async with self.store.conn.execute(
             "SELECT t.result, t.repo_id, t.revision, (SELECT v.payload FROM verdict_history v"
             " WHERE v.repo_id = t.repo_id"
             " AND v.revision IS t.revision AND v.payload LIKE '%\"weights_per_token\"%' ORDER BY v.id DESC LIMIT 1)"
-            " FROM trials t WHERE t.status = 'succeeded' ORDER BY t.id DESC LIMIT ?", (SAMPLES_LIMIT,),
+            " FROM (SELECT result, repo_id, revision, finished_at FROM trials WHERE status = 'succeeded'"
+            "       UNION ALL SELECT result, repo_id, revision, finished_at FROM terminal_trials) t"
+            " ORDER BY t.finished_at DESC LIMIT ?", (SAMPLES_LIMIT,),
         ) as cur:
             rows = await cur.fetchall()
         out = []

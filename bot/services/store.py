@@ -218,6 +218,17 @@ class Store:
                 (mlx_lm_version, json.dumps(payload), time.time()),
             )
 
+    # ---- trials run from the terminal ----------------------------------------------------------
+
+    async def record_terminal_trial(self, repo_id: str, revision: str | None, result: dict[str, Any]) -> int:
+        """A successful `canrun trial`: a measurement of this host, outside the game (see migration 009)."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO terminal_trials (repo_id, revision, result, finished_at) VALUES (?, ?, ?, ?)",
+                (repo_id, revision, json.dumps(result), time.time()),
+            )
+            return cur.lastrowid
+
     # ---- verdict history ---------------------------------------------------------------------
 
     async def record_verdict(

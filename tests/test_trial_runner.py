@@ -176,6 +176,18 @@ async def test_each_phase_has_its_own_time_limit(hub, tmp_path):
     assert_group_gone(trial.pid)
 
 
+async def test_the_output_check_runs_on_a_clock_of_its_own(hub, tmp_path):
+    # A generous generate limit, none for the check after it: the generation's time left does not carry over.
+    limits = TrialLimits(download_seconds=60, load_seconds=60, generate_seconds=600, check_seconds=0)
+    trial = start_trial(spec(hub, "tiny/llama", tmp_path), limits)
+
+    outcome = await trial.run(Progress())
+
+    assert (outcome.status, outcome.phase) == ("timed_out", "generate")
+    assert outcome.error == "the output check after the generation took longer than its limit of 0 s"
+    assert_group_gone(trial.pid)
+
+
 async def test_a_worker_killed_from_outside_fails_and_the_next_trial_runs(hub, tmp_path):
     progress = Progress()
     trial = start_trial(spec(hub, "tiny/slow", tmp_path), TrialLimits())

@@ -73,6 +73,9 @@ class TrialLimits:
     download_seconds: float = 1800
     load_seconds: float = 600
     generate_seconds: float = 300
+    # The output check after the generation (one forward pass of at most 128 tokens): its own clock, so a
+    # generation that ended near its limit keeps its result.
+    check_seconds: float = 120
 
     def seconds_for(self, phase: str | None) -> float:
         """The limit of a phase; the worker's start, before it names a phase, counts as the download."""
@@ -90,10 +93,14 @@ class _Reports:
     progress: TrialProgress | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    generated: bool = False  # the generation is over: the output check runs
 
     def apply(self, event: dict[str, Any]) -> TrialProgress | None:
         """Take one event in; returns the new progress when it changed."""
         kind = event.get("event")
+        if kind == "generated":
+            self.generated = True
+            return None
         if kind == "result":
             self.result = {k: v for k, v in event.items() if k != "event"}
             return None
@@ -253,8 +260,12 @@ class TrialProcess:
         if stopped == CANCELLED:
             return TrialOutcome(CANCELLED, phase, None, duration, reports.partial_result())
         if stopped == TIMED_OUT:
-            limit = self._limits.seconds_for(phase)
-            error = f"the {phase or 'download'} phase took longer than its limit of {limit:g} s"
+            if reports.generated:
+                error = (f"the output check after the generation took longer than its limit of "
+                         f"{self._limits.check_seconds:g} s")
+            else:
+                limit = self._limits.seconds_for(phase)
+                error = f"the {phase or 'download'} phase took longer than its limit of {limit:g} s"
             return TrialOutcome(TIMED_OUT, phase, error, duration, reports.partial_result())
         if reports.result is not None:
             return TrialOutcome(SUCCEEDED, phase, None, duration, reports.result)
@@ -299,6 +310,8 @@ class TrialProcess:
                     continue
                 if event.get("event") == "phase":
                     deadline = loop.time() + self._limits.seconds_for(reports.phase)
+                elif event.get("event") == "generated":  # the output check starts: a clock of its own
+                    deadline = loop.time() + self._limits.check_seconds
                 if progress is not None:
                     if progress.tokens and self.first_token_seconds is None:
                         self.first_token_seconds = time.monotonic() - self._started

@@ -15,6 +15,7 @@ Protocol: one JSON object per line on stdout, flushed at once, in this order:
     {"event": "loaded", "seconds": S}
     {"event": "phase", "phase": "generate"}
     {"event": "generate", "tokens": N}               # at the first token, then at most about twice a second
+    {"event": "generated", "tokens": N}              # the generation is over; the output check runs (own limit)
     {"event": "result", "ok": true, "load_seconds": ..., "prompt_tokens": ..., "prompt_tps": ...,
      "generation_tokens": ..., "generation_tps": ..., "peak_memory_bytes": ..., "device": ...,
      "mlx_version": ..., "mlx_lm_version": ..., "text": ..., "download_bytes": ..., "present_bytes": ...,
@@ -101,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
         reporter.send("loaded", seconds=load_seconds)
         reporter.enter("generate")
         generation = generate(model, tokenizer, args.prompt, args.max_tokens, reporter)
+        reporter.send("generated", tokens=generation["generation_tokens"])  # the output check's clock starts
         checked = check_output(model, tokenizer, generation.pop("segments"), generation["generation_tokens"])
         result = {"ok": True, "load_seconds": load_seconds, **generation, **checked, **_machine(),
                   "download_bytes": download_bytes, "present_bytes": present_bytes,

@@ -100,7 +100,7 @@ async def run_discord(tmp: Path, hub: FakeHub, github: FakeGitHub, ids: list[str
         await asyncio.wait_for(bot.wait_until_ready(), 20)
         rss_before = rss_mb()
         hub.reset_log()
-        fetches_before = bot.checker.hub.upstream_fetches
+        fetches_before = bot.services.checker.hub.upstream_fetches
         users = [fake.make_user(name=f"learner{i}") for i in range(INTERACTIONS)]
         sent: dict[int, float] = {}
 
@@ -121,7 +121,7 @@ async def run_discord(tmp: Path, hub: FakeHub, github: FakeGitHub, ids: list[str
             final.append(done.at - sent[it.id])
         result = {
             "defer": defer, "final": final, "hub_requests": len(hub.requests),
-            "fetch_sets": bot.checker.hub.upstream_fetches - fetches_before,
+            "fetch_sets": bot.services.checker.hub.upstream_fetches - fetches_before,
             "rss_mb": rss_mb(), "rss_growth_mb": rss_mb() - rss_before,
         }
         await bot.close()

@@ -15,7 +15,7 @@ MAX_MISSES = 50
 RECORD_HELP = """\
 How often canrun's verdict matched what a trial's mlx_lm.load() really did, its Brier score (each verdict read
 as the chance that load() succeeds), and the latest misses with the trial's error, per mlx-lm version. Only the
-bot's trials count: `canrun trial` stores none.
+bot's trials count: a `canrun trial` is kept only for the speed estimates.
 """
 
 

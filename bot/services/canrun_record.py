@@ -3,7 +3,8 @@ each trial that shows a verdict wrong.
 
 Each trial keeps the verdict it was queued with and the mlx-lm that gave it (migration 007); a trial from
 before that kept only the verdict's word, and counts under the mlx-lm that ran it, when it got that far.
-`canrun trial` in a terminal stores no trial, so only the bot's trials count.
+A `canrun trial` in a terminal is kept only for the speed estimates (terminal_trials), so only the bot's
+trials count.
 """
 
 from __future__ import annotations

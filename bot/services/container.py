@@ -40,6 +40,7 @@ class Services:
         """Open the store (migrated), load the mlx-lm table, build the services; trials that died with the last
         run end here, before anyone listens."""
         store = await Store.open_migrated(config.path(config.store.path))
+        checker = None
         try:
             stale = await game.release_stale_locks(store)  # no trial runs yet: these outlived a crash
             if stale:
@@ -48,15 +49,19 @@ class Services:
             checker = make_checker(config, store, await load_capability_table(store))
             trials = TrialService(config, store, checker, game_events)
             await trials.recover()
+            return cls(
+                config=config, store=store, checker=checker,
+                answers=CanrunAnswers(checker, store, game_events, reuse_seconds=config.hub.cache_ttl_seconds),
+                model_search=ModelSearch(checker.hub, timeout=config.discord.autocomplete_timeout_seconds),
+                game_events=game_events, trials=trials, reveals=RoundReveals(config, store, checker, trials),
+            )
         except BaseException:
-            await store.close()
+            try:
+                if checker is not None:
+                    await checker.close()  # the hub's threads, the GitHub session
+            finally:
+                await store.close()
             raise
-        return cls(
-            config=config, store=store, checker=checker,
-            answers=CanrunAnswers(checker, store, game_events, reuse_seconds=config.hub.cache_ttl_seconds),
-            model_search=ModelSearch(checker.hub, timeout=config.discord.autocomplete_timeout_seconds),
-            game_events=game_events, trials=trials, reveals=RoundReveals(config, store, checker, trials),
-        )
 
     def start(self) -> None:
         """Background work: mlx-lm imported before the first /canrun, and the trial queue."""
@@ -64,7 +69,14 @@ class Services:
         self.trials.start()
 
     async def close(self) -> None:
-        await self.reveals.stop()
-        await self.trials.stop()
-        await self.checker.close()
-        await self.store.close()
+        """Each one closed even when one before it fails: the store last, as everything writes to it."""
+        try:
+            await self.reveals.stop()
+        finally:
+            try:
+                await self.trials.stop()
+            finally:
+                try:
+                    await self.checker.close()
+                finally:
+                    await self.store.close()

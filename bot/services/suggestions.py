@@ -114,9 +114,15 @@ class SuggestionService:
             except (RepoInaccessible, HubUnavailable):
                 return None
 
-        sizes = dict(zip(repos, await asyncio.gather(*(size(r) for r in repos)), strict=True))
-        return suggest.conversion_fits({r: n for r, n in sizes.items() if n}, as_is=v.memory["as_is"],
-                                       as_is_weights=v.weights_bytes, fit_fraction=self.fit_fraction)
+        # Half the suggestions' time at most: the conversions themselves matter more than their sizes. A read
+        # still running then is left to finish (it fills the cache for the next ask) and its repo goes unsized;
+        # cancelling it would fail others waiting on the same read.
+        jobs = {repo: asyncio.ensure_future(size(repo)) for repo in repos}
+        if jobs:
+            await asyncio.wait(jobs.values(), timeout=self.timeout / 2)
+        sizes = {repo: job.result() for repo, job in jobs.items() if job.done() and not job.exception() and job.result()}
+        return suggest.conversion_fits(sizes, as_is=v.memory["as_is"], as_is_weights=v.weights_bytes,
+                                       fit_fraction=self.fit_fraction)
 
     async def _base_model(self, base: str) -> list[Suggestion]:
         out = [Suggestion("base_model", f"Original model: {base}", f"{self.hub_url}/{base}")]

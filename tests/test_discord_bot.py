@@ -252,10 +252,10 @@ async def test_autocomplete_answers_from_cache_when_the_hub_is_slow(fake, start_
     await start_bot(autocomplete_timeout_seconds=0.3)
     warm = await fake.send_autocomplete("canrun", {"repo": "llama"}, focused="repo")
     await fake.wait_for_request("POST", f"/interactions/{warm.id}/")
-    zoo_hub.latency = 1.5
+    zoo_hub.latency = 3.0  # far past the 0.3 s the autocomplete may wait: the answer cannot be the hub's
     try:
         slow = await fake.send_autocomplete("canrun", {"repo": "llama-2"}, focused="repo")
-        callback = await fake.wait_for_request("POST", f"/interactions/{slow.id}/", timeout=1.2)
+        callback = await fake.wait_for_request("POST", f"/interactions/{slow.id}/", timeout=2.5)
     finally:
         zoo_hub.latency = 0.0
     values = [c["value"] for c in callback.json["data"]["choices"]]

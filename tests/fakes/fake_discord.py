@@ -290,7 +290,7 @@ class FakeDiscord:
         path_contains: str,
         *,
         predicate: Callable[[RecordedRequest], bool] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 30.0,  # generous: a loaded machine (CI runs suites side by side) is slow, not wrong
     ) -> RecordedRequest:
         """The first recorded request (already received or still to come) that matches.
 
@@ -309,7 +309,7 @@ class FakeDiscord:
 
         return await self._wait(find, timeout, f"{method} ...{path_contains}...")
 
-    async def wait_ready(self, timeout: float = 10) -> None:
+    async def wait_ready(self, timeout: float = 30) -> None:
         """Wait until the bot identified and was sent READY and every GUILD_CREATE."""
         await self._wait(lambda: self._session is not None and self._session.ready, timeout, "READY")
 

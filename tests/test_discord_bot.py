@@ -66,14 +66,14 @@ async def start_bot(fake, make_config):
         # wait_for's coroutine in this task, so a freshly created start() task has not begun).
         await bot.login("fake-token")
         bot.task = asyncio.create_task(bot.connect())
-        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        await asyncio.wait_for(bot.wait_until_ready(), 30)
         return bot
 
     with patch_discord(fake):
         yield start
         for bot in bots:
             await bot.close()
-            await asyncio.wait_for(bot.task, 5)
+            await asyncio.wait_for(bot.task, 30)
     assert fake.unknown_requests == []
 
 
@@ -326,7 +326,7 @@ async def test_commands_sync_only_when_changed_and_owner_can_force(fake, start_b
     puts = lambda: sum(1 for r in fake.requests if r.method == "PUT" and "/commands" in r.path)  # noqa: E731
     assert puts() == 1
     await bot.close()
-    await asyncio.wait_for(bot.task, 5)
+    await asyncio.wait_for(bot.task, 30)
     bot = await start_bot()  # a restart with the same commands: no new sync
     assert puts() == 1
 

@@ -92,7 +92,7 @@ async def test_a_whole_round_by_verdict_with_a_restart_before_reveal(fake, start
     assert "won't load, 70 % sure" in await click(fake, "canrun:round:1:1:no", bo)
 
     await bot.close()  # the Mac restarts while the round is open: the cards must keep working
-    await asyncio.wait_for(bot.task, 10)
+    await asyncio.wait_for(bot.task, 30)
     bot = await start_bot(predictions=GAME)
 
     assert "won't load, 70 % sure" in await click(fake, "canrun:round:1:2:no", cy)
@@ -334,7 +334,7 @@ async def test_a_reveal_interrupted_by_a_restart_resumes(fake, start_bot, zoo_hu
         assert "by trial #1" in plan.json["content"]
         await fake.wait_for_request("PATCH", "/messages/", predicate=lambda r: "downloading" in json.dumps(r.json))
         await bot.close()  # the trial dies with the bot; the round is closed, not revealed
-        await asyncio.wait_for(bot.task, 10)
+        await asyncio.wait_for(bot.task, 30)
     finally:
         zoo_hub.slow_paths.clear()
     bot = await start_bot(predictions=GAME, trials=TRIALS)
@@ -361,7 +361,7 @@ async def test_results_that_could_not_be_posted_are_posted_at_the_next_start(fak
     assert reveal.id and await bot.services.store.state_items("reveal_pending:") != []
 
     await bot.close()
-    await asyncio.wait_for(bot.task, 10)
+    await asyncio.wait_for(bot.task, 30)
     bot = await start_bot(predictions=GAME)
     embed = await results_message(fake)
     assert "Round 1: results" in embed["title"]

@@ -115,7 +115,7 @@ async def test_cancel_button_checks_who_clicks_and_survives_a_restart(fake, star
 
         shown = await eventually(both_remembered)
         await bot.close()  # the Mac restarts with one trial running and one queued
-        await asyncio.wait_for(bot.task, 10)
+        await asyncio.wait_for(bot.task, 30)
         bot = await start_bot(trials=TRIALS)
         first = await bot.services.trials.queue.get(1)
         assert (first.status, first.error) == ("failed", "interrupted by restart")

@@ -126,10 +126,10 @@ async def bot(fake):
         await bot.login("fake-token")  # start() = login() + connect(): ready-waiting is valid after login
         task = asyncio.create_task(bot.connect())
         await fake.wait_ready()
-        await asyncio.wait_for(bot.wait_until_ready(), 5)
+        await asyncio.wait_for(bot.wait_until_ready(), 30)
         yield bot
         await bot.close()
-        await asyncio.wait_for(task, 5)  # start() returns cleanly once closed
+        await asyncio.wait_for(task, 30)  # start() returns cleanly once closed
     assert fake.unknown_requests == []
 
 
@@ -266,7 +266,7 @@ async def test_resume_after_disconnect(fake, bot):
     interaction = await fake.send_slash_command("echo", {"text": "after resume"})
 
     await fake.wait_for_request("PATCH", f"{interaction.token}/messages/@original")
-    await asyncio.wait_for(resumed.wait(), 5)
+    await asyncio.wait_for(resumed.wait(), 30)
     _, second = fake.gateway_connections
     assert second.path.endswith("/resume")  # the resume_gateway_url from READY
     assert [p["op"] for p in second.received if p["op"] != 1] == [6]  # RESUME, no new IDENTIFY
@@ -287,7 +287,7 @@ async def test_clean_shutdown(fake):
         task = asyncio.create_task(bot.start("fake-token"))
         await fake.wait_ready()
         await bot.close()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 30)
     assert bot.is_closed()
     assert fake.gateway_connections[-1].ws.closed
     assert discord.http.Route.BASE == "https://discord.com/api/v10"

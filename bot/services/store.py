@@ -221,7 +221,7 @@ class Store:
     # ---- trials run from the terminal ----------------------------------------------------------
 
     async def record_terminal_trial(self, repo_id: str, revision: str | None, result: dict[str, Any]) -> int:
-        """A successful `canrun trial`: a measurement of this host, outside the game (see migration 009)."""
+        """A successful `canrun trial`: a measurement of this host, outside the game (see migration 010)."""
         async with self.transaction() as db:
             cur = await db.execute(
                 "INSERT INTO terminal_trials (repo_id, revision, result, finished_at) VALUES (?, ?, ?, ?)",

@@ -7,7 +7,7 @@ import functools
 
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks
 from bot.services.predictions.records import (
-    ALL_TIME, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
+    ALL_TIME, CanrunStanding, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
 )
 from bot.services.store import Store
 
@@ -21,14 +21,25 @@ async def leaderboard(store: Store, guild_id: int, *, season_id: int | None = No
     count = await fetch_one(store.conn, "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ?"
                                         " AND settled >= ?", scope)
     offset = (page - 1) * page_size
-    rows = await fetch_all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at"
-                                       " FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
+    rows = await fetch_all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at,"
+                                       " vs_canrun FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
                                        " ORDER BY points DESC, reached_at, user_id LIMIT ? OFFSET ?",
                            (*scope, page_size, offset))
     return LeaderboardPage(
         [LeaderboardRow(offset + i, r["user_id"], r["points"], r["relative_points"], r["correct"] / r["settled"],
-                        r["settled"], r["reached_at"]) for i, r in enumerate(rows, start=1)],
-        page, page_size, count[0])
+                        r["settled"], r["reached_at"], r["vs_canrun"]) for i, r in enumerate(rows, start=1)],
+        page, page_size, count[0], await canrun_standing(store, guild_id, season_id, min_settled))
+
+
+async def canrun_standing(store: Store, guild_id: int, season_id: int | None,
+                          min_settled: int) -> CanrunStanding | None:
+    """canrun's totals in the scope, read from its forecasts (a few per repo, never ranked); None below
+    min_settled, as for a member. Right means its verdict's answer (loads or not) matched the outcome."""
+    in_season, args = ("", (guild_id,)) if season_id is None else (" AND season_id = ?", (guild_id, season_id))
+    row = await fetch_one(store.conn, "SELECT ROUND(TOTAL(points), 2), COUNT(*), TOTAL((verdict = 'loads') = outcome)"
+                                      f" FROM canrun_forecasts WHERE guild_id = ? AND status = 'settled'{in_season}",
+                          args)
+    return CanrunStanding(row[0], row[1], int(row[2])) if row[1] and row[1] >= min_settled else None
 
 
 async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: int | None = None,
@@ -39,7 +50,8 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
         in_season, args = " AND season_id = ?", (guild_id, user_id, season_id)
     settled = f"FROM predictions WHERE guild_id = ? AND user_id = ? AND status = 'settled'{in_season}"
     totals = await fetch_one(store.conn, "SELECT ROUND(TOTAL(points), 2), ROUND(TOTAL(relative_points), 3),"
-                                         f" COUNT(*) - COUNT(points) {settled}", args)
+                                         " COUNT(*) - COUNT(points), ROUND(TOTAL(vs_canrun), 2), COUNT(vs_canrun)"
+                                         f" {settled}", args)
     # A busy member has thousands of settled predictions but only 200 distinct (answer, confidence, outcome):
     # each comes back as one small integer code, so counting and the streaks run at C speed.
     codes = [row[0] for row in await fetch_all(
@@ -52,7 +64,7 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
     return MemberStats(
         user_id, season_id, len(codes), sum(n for f, n in counts.items() if f.correct), accuracy_of(counts),
         mean_brier_of(counts), totals[0], totals[1], calibration_of(counts), current, best, totals[2], pending[0],
-        await _rank(store, guild_id, user_id, season_id, min_settled))
+        await _rank(store, guild_id, user_id, season_id, min_settled), totals[3], totals[4])
 
 
 def _decode(code: int) -> Forecast:

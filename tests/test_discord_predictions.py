@@ -130,6 +130,13 @@ async def test_a_whole_round_by_verdict_with_a_restart_before_reveal(fake, start
     assert [f.filename for f in answered.files] == ["calibration.png"]
     assert answered.files[0].data.startswith(b"\x89PNG")
     assert "+24.00 · #1" in embed_text(answered.json["data"])
+    # calibration by kind: Mistral 7B in bf16 is too large for the tests' 16 GB budget: a memory question
+    fields = {f["name"]: f["value"] for f in answered.json["data"]["embeds"][0]["fields"]}
+    assert fields["Right, by kind of model"] == "memory: 100% (1 of 1)"
+    stats = await fake.send_slash_command("mystats", {}, user=bo)  # wrong on the model that loads
+    answered = await fake.wait_for_request("POST", f"/interactions/{stats.id}/")
+    fields = {f["name"]: f["value"] for f in answered.json["data"]["embeds"][0]["fields"]}
+    assert fields["Right, by kind of model"] == "memory: 0% (0 of 1)"
 
 
 async def test_concurrent_clicks_leave_one_prediction_and_its_history(fake, start_bot):
@@ -442,6 +449,9 @@ async def test_a_round_with_canruns_row_settled_by_a_trial_of_each_outcome(fake,
     stats = await fake.send_slash_command("mystats", {}, user=lea)
     answered = await fake.wait_for_request("POST", f"/interactions/{stats.id}/")
     assert "+73.50 on 2 it forecast too" in embed_text(answered.json["data"])
+    # calibration by kind: both models were `loads` questions to canrun's verdict, and lea was right on both
+    fields = {f["name"]: f["value"] for f in answered.json["data"]["embeds"][0]["fields"]}
+    assert fields["Right, by kind of model"] == "loads: 100% (2 of 2)"
 
     # canrun's next forecast of a `loads` verdict learns from these two trials (each repo's own left out)
     said = await fake.send_slash_command("predict", {"repo": LOADS_REPO, "will_load": "yes"}, user=lea)

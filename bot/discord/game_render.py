@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.core.failure_kinds import KindAccuracy, weakest
 from bot.discord import safe
 from bot.services.host import machine_name
 from bot.services.predictions import CanrunForecastRow, LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season
@@ -151,7 +152,16 @@ def member_stats(stats: MemberStats, season: Season | None, min_settled: int) ->
     embed.add_field(name="Brier score", value=brier)
     embed.add_field(name="Streak", value=f"{stats.current_streak} now, best {stats.best_streak}")
     embed.add_field(name="Not scored", value=f"{stats.peeked} peeked · {stats.pending} waiting for an answer")
+    if stats.by_kind:
+        embed.add_field(name="Right, by kind of model", value=by_kind_lines(stats.by_kind), inline=False)
     return embed
+
+
+def by_kind_lines(kinds: list[KindAccuracy]) -> str:
+    """One line per kind of model the member predicted (the gate it tests), the weakest marked."""
+    low = weakest(kinds)
+    return "\n".join(f"{k.kind}: {k.accuracy:.0%} ({k.correct} of {k.count})"
+                     + (" ← the gate your intuition misses most" if k is low else "") for k in kinds)
 
 
 def reveal_plan(round_id: int, plan: RevealPlan) -> str:

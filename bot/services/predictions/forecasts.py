@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core.canrun_forecast import CanrunForecast
+from bot.core.failure_kinds import failure_kind
 from bot.core.scoring import brier_points
 from bot.services.predictions.records import CanrunForecastRow, at_or_now, fetch_all, fetch_one
 from bot.services.store import Store
@@ -21,14 +22,14 @@ GROUP = "guild_id = ? AND repo_id = ? AND round_id IS ?"
 async def record_forecast(store: Store, *, guild_id: int, repo_id: str, round_id: int | None,
                           forecast: CanrunForecast, fit: str | None = None, at: float | None = None) -> bool:
     """Store canrun's forecast for the group, unless it has one already (the first stays: it is the one made
-    before anyone could know). Returns whether it was stored."""
+    before anyone could know), with the kind of question the model is. Returns whether it was stored."""
     at = at_or_now(at)
     async with store.transaction() as db:
         cur = await db.execute(
-            "INSERT OR IGNORE INTO canrun_forecasts (guild_id, repo_id, round_id, verdict, fit, prior, trials, agreed,"
-            " p_loads, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
-            (guild_id, repo_id, round_id, forecast.verdict, fit, forecast.prior, forecast.trials, forecast.agreed,
-             forecast.p_loads, at))
+            "INSERT OR IGNORE INTO canrun_forecasts (guild_id, repo_id, round_id, verdict, fit, kind, prior, trials,"
+            " agreed, p_loads, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            (guild_id, repo_id, round_id, forecast.verdict, fit, failure_kind(forecast.verdict, fit), forecast.prior,
+             forecast.trials, forecast.agreed, forecast.p_loads, at))
         return cur.rowcount == 1
 
 
@@ -92,11 +93,14 @@ async def forecasts_follow_trial(db: aiosqlite.Connection, guild_id: int, repo_i
     return {r["round_id"] for r in overturn}
 
 
-async def canrun_points(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> float | None:
-    """canrun's points in a settled group; None when it made no forecast there (or it is not settled)."""
-    row = await fetch_one(db, f"SELECT points FROM canrun_forecasts WHERE {GROUP} AND status = 'settled'",
+async def canrun_in_group(db: aiosqlite.Connection, guild_id: int, repo_id: str,
+                          round_id: int | None) -> tuple[float | None, str | None]:
+    """canrun's points in a group (None unless its forecast there is settled) and the kind of the model."""
+    row = await fetch_one(db, f"SELECT points, status, kind FROM canrun_forecasts WHERE {GROUP}",
                           (guild_id, repo_id, round_id))
-    return None if row is None else row["points"]
+    if row is None:
+        return None, None
+    return (row["points"] if row["status"] == "settled" else None), row["kind"]
 
 
 async def void_forecast(db: aiosqlite.Connection, round_id: int, repo_id: str) -> None:

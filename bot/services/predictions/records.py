@@ -11,6 +11,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from bot.core.errors import CanrunUserError
+from bot.core.failure_kinds import KindAccuracy
 from bot.core.scoring import Bucket
 
 Source = Literal["trial", "verdict"]
@@ -45,6 +46,7 @@ class Prediction:
     season_id: int | None
     resettled: bool
     vs_canrun: float | None = None  # points minus canrun's in the same group; None where canrun made no forecast
+    kind: str | None = None  # the kind of model (core/failure_kinds.py), set when it settles
 
     @classmethod
     def from_row(cls, row: Any) -> Prediction:
@@ -209,6 +211,7 @@ class MemberStats:
     rank: int | None  # None below min_settled
     vs_canrun: float = 0.0  # the sum over the scoring predictions canrun forecast too
     vs_canrun_scored: int = 0  # how many those are
+    by_kind: list[KindAccuracy] = field(default_factory=list)  # accuracy per kind of model (core/failure_kinds.py)
 
 
 def at_or_now(at: float | None) -> float:

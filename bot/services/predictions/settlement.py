@@ -11,7 +11,7 @@ import aiosqlite
 
 from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
 from bot.services.predictions.forecasts import (
-    canrun_points, forecasts_follow_trial, settle_open_forecast,
+    canrun_in_group, forecasts_follow_trial, settle_open_forecast,
 )
 from bot.services.predictions.records import (
     ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
@@ -112,15 +112,16 @@ async def _round_repos_follow_trial(db: aiosqlite.Connection, guild_id: int, rep
 
 async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> set[int]:
     """Recompute the relative points of one group (guild, repo, round), against its median and against canrun's
-    forecast there (which is in neither the group nor its median). Returns its members."""
+    forecast there (which is in neither the group nor its median); its predictions take the model's kind from
+    canrun's forecast. Returns its members."""
     rows = await fetch_all(db, "SELECT id, user_id, points FROM predictions WHERE repo_id = ? AND guild_id = ?"
                                " AND round_id IS ? AND status = 'settled' AND points IS NOT NULL",
                            (repo_id, guild_id, round_id))
     relative = group_relative_points([r["points"] for r in rows])
-    canrun = await canrun_points(db, guild_id, repo_id, round_id)
-    await db.executemany("UPDATE predictions SET relative_points = ?, vs_canrun = ? WHERE id = ?",
+    canrun, kind = await canrun_in_group(db, guild_id, repo_id, round_id)
+    await db.executemany("UPDATE predictions SET relative_points = ?, vs_canrun = ?, kind = ? WHERE id = ?",
                          [(round(rel, 3), None if canrun is None else round(points_vs(r["points"], canrun), 2),
-                           r["id"]) for rel, r in zip(relative, rows, strict=True)])
+                           kind, r["id"]) for rel, r in zip(relative, rows, strict=True)])
     return {r["user_id"] for r in rows}
 
 

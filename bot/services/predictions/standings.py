@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 
+from bot.core.failure_kinds import accuracy_by_kind
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks
 from bot.services.predictions.records import (
     ALL_TIME, CanrunStanding, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
@@ -59,12 +60,15 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
                     " ORDER BY settled_at, id", args)]
     counts = {_decode(code): n for code, n in collections.Counter(codes).items()}
     current, best = streaks(map(_CORRECT.__getitem__, codes))
+    kinds = await fetch_all(store.conn, f"SELECT kind, COUNT(*), SUM(will_load = outcome) {settled}"
+                                        " AND points IS NOT NULL AND kind IS NOT NULL GROUP BY kind", args)
     pending = await fetch_one(store.conn, "SELECT COUNT(*) FROM predictions WHERE guild_id = ? AND user_id = ?"
                                           " AND status IN ('open', 'locked')", (guild_id, user_id))
     return MemberStats(
         user_id, season_id, len(codes), sum(n for f, n in counts.items() if f.correct), accuracy_of(counts),
         mean_brier_of(counts), totals[0], totals[1], calibration_of(counts), current, best, totals[2], pending[0],
-        await _rank(store, guild_id, user_id, season_id, min_settled), totals[3], totals[4])
+        await _rank(store, guild_id, user_id, season_id, min_settled), totals[3], totals[4],
+        accuracy_by_kind({r[0]: (r[1], r[2]) for r in kinds}))
 
 
 def _decode(code: int) -> Forecast:

@@ -24,8 +24,17 @@ CREATE TABLE canrun_forecasts (
     CHECK (status != 'settled' OR (settled_at IS NOT NULL AND outcome IS NOT NULL AND points IS NOT NULL))
 );
 CREATE UNIQUE INDEX canrun_forecasts_group ON canrun_forecasts (guild_id, repo_id, COALESCE(round_id, 0));
--- canrun's leaderboard row, all time or per season, from this index alone.
-CREATE INDEX canrun_forecasts_board ON canrun_forecasts (guild_id, status, season_id, points, verdict, outcome);
+
+-- canrun's leaderboard row per guild, all time (season_id 0) and per season, kept up to date by every change of
+-- its forecasts (derived from canrun_forecasts; it can be rebuilt), as standings are for members.
+CREATE TABLE canrun_standings (
+    guild_id   INTEGER NOT NULL,
+    season_id  INTEGER NOT NULL,  -- 0: all time (not a foreign key)
+    points     REAL NOT NULL,     -- rounded to hundredths
+    settled    INTEGER NOT NULL,
+    correct    INTEGER NOT NULL,  -- its verdict's answer (loads or not) matched the outcome
+    PRIMARY KEY (guild_id, season_id)
+) WITHOUT ROWID;
 
 -- A member's points minus canrun's in the same group (NULL where canrun made no forecast); /mystats reads it from
 -- its covering index.

@@ -14,7 +14,8 @@ from bot.core.canrun_record import VERDICT_P_LOADS, JudgedTrial
 from bot.core.scoring import brier_points, points_vs
 from bot.core.verdicts import ALL_VERDICTS, GATED, LOADS, NOT_FOUND, UNSUPPORTED_WEIGHTS
 from bot.services import predictions as game
-from tests.test_predictions import GUILD, T, assert_standings_match_a_rebuild, predict, table
+from tests.test_predictions import GUILD, T, predict, table
+from tests.test_predictions import assert_standings_match_a_rebuild as members_standings_match_a_rebuild
 
 records = st.integers(0, 500).flatmap(lambda n: st.builds(TrackRecord, st.just(n), st.integers(0, n)))
 priors = st.sampled_from(sorted(set(VERDICT_P_LOADS.values())))
@@ -88,6 +89,13 @@ def test_vs_canrun_is_the_difference_and_zero_at_canruns_own_points(member, canr
 # ---- canrun's row in the game ---------------------------------------------------------------------
 
 
+async def assert_standings_match_a_rebuild(store):
+    """canrun's standings, kept one forecast at a time, are what a rebuild from its forecasts gives (members' too)."""
+    kept = await table(store, "SELECT * FROM canrun_standings ORDER BY guild_id, season_id")
+    await members_standings_match_a_rebuild(store)
+    assert kept == await table(store, "SELECT * FROM canrun_standings ORDER BY guild_id, season_id")
+
+
 async def canrun_forecasts(store, guild=GUILD, repo="o/a", round_id=None, p=0.9, verdict=LOADS, at=T):
     made = forecast(verdict, {})
     made = type(made)(verdict=verdict, prior=made.prior, trials=0, agreed=0, p_loads=p)
@@ -149,6 +157,7 @@ async def test_canruns_round_row_is_revealed_with_the_round_and_voided_with_its_
         await predict(store, user, "o/a", True, conf, at=T + 1, round_id=rnd.id)
         await predict(store, user, "o/b", False, conf, at=T + 1, round_id=rnd.id)
     await game.close_round(store, rnd.id, at=T + 2)
+    season = await game.start_season(store, GUILD, "S", at=T + 2)
     results = await game.reveal_round(store, rnd.id, {"o/a": (True, "trial"), "o/b": (True, "trial")}, at=T + 3)
     assert [(f.repo_id, f.status, f.points) for f in results.canrun] == [
         ("o/a", "settled", 24.75), ("o/b", "settled", -71.04)]
@@ -157,7 +166,12 @@ async def test_canruns_round_row_is_revealed_with_the_round_and_voided_with_its_
     assert [(m.user_id, m.points, m.vs_canrun) for m in results.members] == [
         (11, -2.0, round(-2.0 + 46.29, 2)), (10, -32.0, round(-32.0 + 46.29, 2))]
 
+    board = await game.leaderboard(store, GUILD, season_id=season.id, min_settled=1)
+    assert (board.canrun.points, board.canrun.settled, board.canrun.correct) == (round(24.75 - 71.04, 2), 2, 1)
+    await assert_standings_match_a_rebuild(store)
     await game.void_round_repo(store, rnd.id, "o/b", reason="changed", voided_by=1, at=T + 4)
+    board = await game.leaderboard(store, GUILD, season_id=season.id, min_settled=1)
+    assert (board.canrun.points, board.canrun.settled, board.canrun.correct) == (24.75, 1, 1)
     results = await game.round_results(store, rnd.id)
     assert [f.status for f in results.canrun] == ["settled", "void"] and results.canrun_points == 24.75
     assert [(m.user_id, m.vs_canrun) for m in results.members] == [(10, -0.75), (11, -15.75)]

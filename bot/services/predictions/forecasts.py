@@ -13,7 +13,8 @@ import aiosqlite
 from bot.core.canrun_forecast import CanrunForecast
 from bot.core.failure_kinds import failure_kind
 from bot.core.scoring import brier_points
-from bot.services.predictions.records import CanrunForecastRow, at_or_now, fetch_all, fetch_one
+from bot.core.verdicts import LOADS
+from bot.services.predictions.records import ALL_TIME, CanrunForecastRow, at_or_now, fetch_all, fetch_one
 from bot.services.store import Store
 
 GROUP = "guild_id = ? AND repo_id = ? AND round_id IS ?"
@@ -55,16 +56,38 @@ def _points(p_loads: float, outcome: bool) -> float:
     return round(brier_points(p_loads, outcome), 2)
 
 
+def _right(verdict: str, outcome: bool) -> int:
+    """Whether canrun's verdict gave the right answer (loads or not): what its row counts as right."""
+    return int((verdict == LOADS) == outcome)
+
+
+async def _tally(db: aiosqlite.Connection, guild_id: int, season_id: int | None, points: float, settled: int,
+                 correct: int) -> None:
+    """Add to canrun's standing, all time and in the season (an update per forecast, not an aggregate: a guild
+    with years of play has tens of thousands of forecasts)."""
+    await db.executemany(
+        "INSERT INTO canrun_standings (guild_id, season_id, points, settled, correct) VALUES (?, ?, ROUND(?, 2), ?, ?)"
+        " ON CONFLICT (guild_id, season_id) DO UPDATE SET points = ROUND(points + excluded.points, 2),"
+        " settled = settled + excluded.settled, correct = correct + excluded.correct",
+        [(guild_id, scope, points, settled, correct)
+         for scope in ((ALL_TIME,) if season_id is None else (ALL_TIME, season_id))])
+    if settled < 0:  # a voided forecast may leave a scope with none, as a rebuild would
+        await db.execute("DELETE FROM canrun_standings WHERE guild_id = ? AND settled = 0", (guild_id,))
+
+
 async def _score(db: aiosqlite.Connection, rows: list[Any], outcome: bool, source: str, at: float, *,
                  season_id: int | None = None, resettle: bool = False) -> None:
+    """Settle (or re-settle) these forecasts (rows of canrun_forecasts) and move canrun's standing with them."""
     settle = "UPDATE canrun_forecasts SET status = 'settled', outcome = ?, settled_by = ?, settled_at = ?, points = ?"
-    if resettle:  # the season stays the one of the first settlement
-        await db.executemany(settle + ", resettled = 1 WHERE id = ?",
-                             [(outcome, source, at, _points(r["p_loads"], outcome), r["id"]) for r in rows])
-    else:
-        await db.executemany(settle + ", season_id = ? WHERE id = ?",
-                             [(outcome, source, at, _points(r["p_loads"], outcome), season_id, r["id"])
-                              for r in rows])
+    for r in rows:
+        points = _points(r["p_loads"], outcome)
+        if resettle:  # the season stays the one of the first settlement
+            await db.execute(settle + ", resettled = 1 WHERE id = ?", (outcome, source, at, points, r["id"]))
+            await _tally(db, r["guild_id"], r["season_id"], points - r["points"], 0,
+                         _right(r["verdict"], outcome) - _right(r["verdict"], bool(r["outcome"])))
+        else:
+            await db.execute(settle + ", season_id = ? WHERE id = ?", (outcome, source, at, points, season_id, r["id"]))
+            await _tally(db, r["guild_id"], season_id, points, 1, _right(r["verdict"], outcome))
 
 
 async def settle_open_forecast(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None,
@@ -73,7 +96,7 @@ async def settle_open_forecast(db: aiosqlite.Connection, guild_id: int, repo_id:
     """Settle the group's open forecast (outside rounds only one made before the event, as for members).
     Returns whether there was one."""
     before = "" if made_before is None else " AND created_at < ?"
-    rows = await fetch_all(db, f"SELECT id, p_loads FROM canrun_forecasts WHERE {GROUP} AND status = 'open'{before}",
+    rows = await fetch_all(db, f"SELECT * FROM canrun_forecasts WHERE {GROUP} AND status = 'open'{before}",
                            (guild_id, repo_id, round_id) + (() if made_before is None else (made_before,)))
     await _score(db, rows, outcome, source, at, season_id=season_id)
     return bool(rows)
@@ -83,8 +106,8 @@ async def forecasts_follow_trial(db: aiosqlite.Connection, guild_id: int, repo_i
                                  at: float) -> set[int | None]:
     """A trial confirms or re-scores (once) canrun's verdict-based settlements of the repo in the guild, as it does
     the members'. Returns the groups (round ids) whose canrun points changed."""
-    rows = await fetch_all(db, "SELECT id, round_id, p_loads, outcome FROM canrun_forecasts WHERE guild_id = ?"
-                               " AND repo_id = ? AND status = 'settled' AND settled_by = 'verdict' AND settled_at <= ?",
+    rows = await fetch_all(db, "SELECT * FROM canrun_forecasts WHERE guild_id = ? AND repo_id = ?"
+                               " AND status = 'settled' AND settled_by = 'verdict' AND settled_at <= ?",
                            (guild_id, repo_id, at))
     agree = [r["id"] for r in rows if bool(r["outcome"]) == outcome]
     overturn = [r for r in rows if bool(r["outcome"]) != outcome]
@@ -104,5 +127,21 @@ async def canrun_in_group(db: aiosqlite.Connection, guild_id: int, repo_id: str,
 
 
 async def void_forecast(db: aiosqlite.Connection, round_id: int, repo_id: str) -> None:
+    """The round repo was voided: so is canrun's forecast there, and its points leave canrun's standing."""
+    for r in await fetch_all(db, "SELECT * FROM canrun_forecasts WHERE round_id = ? AND repo_id = ?"
+                                 " AND status = 'settled'", (round_id, repo_id)):
+        await _tally(db, r["guild_id"], r["season_id"], -r["points"], -1, -_right(r["verdict"], bool(r["outcome"])))
     await db.execute("UPDATE canrun_forecasts SET status = 'void', points = NULL WHERE round_id = ? AND repo_id = ?",
                      (round_id, repo_id))
+
+
+async def rebuild_canrun_standings(db: aiosqlite.Connection, guild_id: int) -> None:
+    """Recompute canrun's standings in a guild from its forecasts (after a bulk import, or to check)."""
+    await db.execute("DELETE FROM canrun_standings WHERE guild_id = ?", (guild_id,))
+    for scope, seasoned, by_season in ((str(ALL_TIME), "", "guild_id"),
+                                       ("season_id", " AND season_id IS NOT NULL", "season_id")):
+        await db.execute(
+            "INSERT INTO canrun_standings (guild_id, season_id, points, settled, correct)"
+            f" SELECT guild_id, {scope}, ROUND(SUM(points), 2), COUNT(*), SUM((verdict = 'loads') = outcome)"
+            f" FROM canrun_forecasts WHERE guild_id = ? AND status = 'settled'{seasoned} GROUP BY {by_season}",
+            (guild_id,))

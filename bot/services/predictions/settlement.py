@@ -11,7 +11,7 @@ import aiosqlite
 
 from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
 from bot.services.predictions.forecasts import (
-    canrun_in_group, forecasts_follow_trial, settle_open_forecast,
+    canrun_in_group, forecasts_follow_trial, rebuild_canrun_standings, settle_open_forecast,
 )
 from bot.services.predictions.records import (
     ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
@@ -144,6 +144,8 @@ async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Coll
 
 
 async def rebuild_standings(store: Store, guild_id: int) -> None:
-    """Recompute every leaderboard total of a guild from its predictions (after a bulk import, or to check)."""
+    """Recompute every leaderboard total of a guild, canrun's row too, from its predictions and canrun's forecasts
+    (after a bulk import, or to check)."""
     async with store.transaction() as db:
         await refresh_standings(db, guild_id, None)
+        await rebuild_canrun_standings(db, guild_id)

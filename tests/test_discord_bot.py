@@ -114,7 +114,8 @@ async def test_commands_are_registered_to_the_configured_guild(fake, start_bot):
 
 async def test_cogs_are_extensions_and_trials_off_still_have_a_service_that_refuses(start_bot):
     bot = await start_bot()
-    assert set(bot.extensions) == {"bot.discord.cogs.canrun", "bot.discord.cogs.admin", "bot.discord.cogs.predictions"}
+    assert set(bot.extensions) == {"bot.discord.cogs.canrun", "bot.discord.cogs.admin", "bot.discord.cogs.predictions",
+                                   "bot.discord.cogs.record"}
     with pytest.raises(TrialRefused, match="not enabled"):
         await bot.services.trials.request(RepoRef("mistralai/Mistral-7B-v0.1"), requested_by=1, guild_id=None,
                                           channel_id=None, prompt=None, max_tokens=None)

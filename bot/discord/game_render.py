@@ -10,7 +10,9 @@ import discord
 from bot.core.failure_kinds import KindAccuracy, weakest
 from bot.discord import safe
 from bot.services.host import machine_name
-from bot.services.predictions import CanrunForecastRow, LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season
+from bot.services.predictions import (
+    CanrunForecastRow, LeaderboardPage, MemberStats, Prediction, Round, RoundResults, Season,
+)
 from bot.services.round_reveals import RevealPlan
 
 CONFIDENCE_CHOICES = (50, 60, 70, 80, 90, 95, 99)
@@ -70,7 +72,7 @@ def round_repo_card(rnd: Round, position: int, hub_url: str) -> discord.Embed:
 
 
 def canrun_said(f: CanrunForecastRow) -> str:
-    """canrun's forecast in words: "canrun: 93 % loads (verdict loads, 12 of 13 trials agreed)"."""
+    """canrun's forecast in words: "canrun: 93% loads (verdict `loads`, 12 of 13 trials agreed) → **+24.51**"."""
     record = (f"{f.agreed} of {f.trials} trials agreed" if f.trials else "no trials yet: its verdict's prior")
     line = f"canrun: {f.p_loads:.0%} loads (verdict `{f.verdict}`, {record})"
     return line + (f" → **{points(f.points)}**" if f.status == "settled" else "")

@@ -24,6 +24,7 @@ CREATE TABLE canrun_forecasts (
     CHECK (status != 'settled' OR (settled_at IS NOT NULL AND outcome IS NOT NULL AND points IS NOT NULL))
 );
 CREATE UNIQUE INDEX canrun_forecasts_group ON canrun_forecasts (guild_id, repo_id, COALESCE(round_id, 0));
+CREATE INDEX canrun_forecasts_round ON canrun_forecasts (round_id, repo_id) WHERE round_id IS NOT NULL;
 
 -- canrun's leaderboard row per guild, all time (season_id 0) and per season, kept up to date by every change of
 -- its forecasts (derived from canrun_forecasts; it can be rebuilt), as standings are for members.

@@ -17,7 +17,8 @@ from bot.core.verdicts import LOADS
 from bot.services.predictions.records import ALL_TIME, CanrunForecastRow, at_or_now, fetch_all, fetch_one
 from bot.services.store import Store
 
-GROUP = "guild_id = ? AND repo_id = ? AND round_id IS ?"
+# One group (guild, repo, round or NULL), written as canrun_forecasts_group's expression so the index answers it.
+GROUP = "guild_id = ? AND repo_id = ? AND COALESCE(round_id, 0) = COALESCE(?, 0)"
 
 
 async def record_forecast(store: Store, *, guild_id: int, repo_id: str, round_id: int | None,

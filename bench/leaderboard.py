@@ -1,10 +1,12 @@
 """Benchmark: /leaderboard, /mystats and a round's settlement on a large guild.
 
 Scenario: one guild with 5,000 members and 200,000 settled predictions (outside rounds, 2 % peeked) over
-20 seasons, activity skewed like a real community (a few members predict a lot), bulk-inserted into a temp
-SQLite file, then the standings rebuilt by the service. Then, through the service (aiosqlite, as the bot
+20 seasons, activity skewed like a real community (a few members predict a lot), with canrun's own forecast on
+each of the 20,000 repos (its leaderboard row, each prediction's vs canrun and kind of model), bulk-inserted
+into a temp SQLite file, then the standings rebuilt by the service. Then, through the service (aiosqlite, as the bot
 runs it): leaderboard pages all time and for one season (page 1 and the last page), member stats all time
-and for one season, and 5 rounds of 5 repos x 100 members (500 predictions) placed, closed and revealed.
+and for one season, and 5 rounds of 5 repos x 100 members (500 predictions, and canrun's 5 forecasts) placed,
+closed and revealed.
 min_settled is 1 so every board is as long as it can be. Side by side: the all-time page computed by
 aggregating the predictions table directly, which is what the standings table saves.
 
@@ -36,7 +38,10 @@ from pathlib import Path
 
 import _common  # noqa: F401 - puts the checkout on sys.path
 
-from bot.core.scoring import brier_points, group_relative_points, probability_of_loads
+from bot.core.canrun_forecast import forecast
+from bot.core.failure_kinds import failure_kind
+from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
+from bot.core.verdicts import LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_QUANTIZATION, UNSUPPORTED_WEIGHTS
 from bot.services import predictions as game
 from bot.services.store import Store
 
@@ -46,6 +51,7 @@ ROUNDS, ROUND_REPOS, ROUND_MEMBERS = 5, 5, 100
 QUERY_TARGET_MS, REVEAL_TARGET_MS = 20.0, 250.0
 DAY = 86_400.0
 T0 = 1_600_000_000.0
+CANRUN_VERDICTS = (LOADS, LOADS, LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_WEIGHTS, UNSUPPORTED_QUANTIZATION)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -65,8 +71,9 @@ def activity(rnd: random.Random) -> list[int]:
 
 
 def build(path: Path, rnd: random.Random) -> None:
-    """Bulk insert in one transaction with plain sqlite3: seasons, then settled predictions with their points
-    and relative points (the service's formulas), as years of play would have left them."""
+    """Bulk insert in one transaction with plain sqlite3: seasons, then settled predictions with their points,
+    relative points, vs canrun and kind, and canrun's forecast per repo (the service's formulas), as years of
+    play would have left them."""
     seasons = [(i + 1, GUILD, f"S{i + 1}", T0 + i * SEASON_DAYS * DAY, T0 + (i + 1) * SEASON_DAYS * DAY)
                for i in range(SEASONS)]
     rows, groups = [], defaultdict(list)
@@ -78,20 +85,34 @@ def build(path: Path, rnd: random.Random) -> None:
             points = None if peeked else round(brier_points(probability_of_loads(will_load, confidence), outcome), 2)
             row = [GUILD, user, f"bench/repo-{repo}", will_load, confidence, peeked,
                    settled_at - rnd.uniform(3600, 10 * DAY), outcome, settled_at, points, None,
-                   int((settled_at - T0) // (SEASON_DAYS * DAY)) + 1]
+                   int((settled_at - T0) // (SEASON_DAYS * DAY)) + 1, None, None]  # vs_canrun, kind: below
             rows.append(row)
             if points is not None:
                 groups[row[2]].append(row)
-    for members in groups.values():
+    forecasts = []
+    for repo, members in groups.items():
         for row, rel in zip(members, group_relative_points([r[9] for r in members]), strict=True):
             row[10] = round(rel, 3)
+        # canrun's forecast on the repo, settled with its first member (the service's formulas)
+        first = min(members, key=lambda r: r[8])
+        verdict, fit = rnd.choice(CANRUN_VERDICTS), rnd.choice(("fits", "fits", "too_large"))
+        made = forecast(verdict, {})
+        canrun = round(brier_points(made.p_loads, first[7]), 2)
+        forecasts.append((GUILD, repo, verdict, fit, failure_kind(verdict, fit), made.prior, made.p_loads,
+                          first[6] - 1, first[7], first[8], canrun, first[11]))
+        for row in members:
+            row[12:14] = [round(points_vs(row[9], canrun), 2), failure_kind(verdict, fit)]
     with sqlite3.connect(path) as db:
         db.executemany("INSERT INTO seasons (id, guild_id, name, started_at, ended_at) VALUES (?, ?, ?, ?, ?)", seasons)
         db.executemany(
             "INSERT INTO predictions (guild_id, user_id, repo_id, will_load, confidence, status, peeked, created_at,"
-            " updated_at, outcome, settled_by, settled_at, points, relative_points, season_id)"
-            " VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, 'verdict', ?, ?, ?, ?)",
+            " updated_at, outcome, settled_by, settled_at, points, relative_points, season_id, vs_canrun, kind)"
+            " VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, 'verdict', ?, ?, ?, ?, ?, ?)",
             [(*r[:7], r[6], *r[7:]) for r in rows])  # updated_at = created_at
+        db.executemany(
+            "INSERT INTO canrun_forecasts (guild_id, repo_id, verdict, fit, kind, prior, trials, agreed, p_loads,"
+            " status, created_at, outcome, settled_by, settled_at, points, season_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?, 'settled', ?, ?, 'verdict', ?, ?, ?)", forecasts)
 
 
 async def timed(runs: int, make_call) -> list[float]:
@@ -119,6 +140,9 @@ async def play_rounds(store: Store, rnd: random.Random) -> tuple[list[float], li
     for k in range(ROUNDS):
         repos = [f"bench/round-{k}-{i}" for i in range(ROUND_REPOS)]
         r = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=repos, at=at)
+        for repo in repos:  # canrun's forecasts, as the bot makes them when a round opens
+            await game.record_forecast(store, guild_id=GUILD, repo_id=repo, round_id=r.id,
+                                       forecast=forecast(rnd.choice(CANRUN_VERDICTS), {}), at=at)
         for user in rnd.sample(range(1000, 1000 + USERS), ROUND_MEMBERS):
             for repo in repos:
                 t0 = time.perf_counter()
@@ -132,6 +156,7 @@ async def play_rounds(store: Store, rnd: random.Random) -> tuple[list[float], li
         results = await game.reveal_round(store, r.id, outcomes, at=at + 3)
         reveal_ms.append((time.perf_counter() - t0) * 1000)
         assert sum(m.scored for m in results.members) == ROUND_REPOS * ROUND_MEMBERS
+        assert len(results.canrun) == ROUND_REPOS and all(m.vs_canrun is not None for m in results.members)
         at += 10
     return place_ms, reveal_ms
 

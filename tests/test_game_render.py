@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.discord import safe
-from bot.discord.game_render import round_results, whole_lines
-from bot.services.predictions import MemberRoundScore, Round, RoundRepo, RoundResults
+from bot.discord.game_render import round_results, whole_lines, with_canrun_row
+from bot.services.predictions import CanrunForecastRow, MemberRoundScore, Round, RoundRepo, RoundResults
 
 
 def test_whole_lines_keeps_rows_whole_and_counts_the_rest():
@@ -22,4 +22,26 @@ def test_round_results_for_a_big_group_fit_the_field():
     embed = round_results(RoundResults(rnd, members), "https://huggingface.co")
     value = embed.fields[0].value
     assert len(value) <= safe.FIELD_VALUE and value.endswith("more")
+    assert all(line.count("<@") == line.count(">") for line in value.splitlines())
+
+
+def test_canruns_row_goes_where_its_points_fall_and_only_on_its_page():
+    rows, pts = ["a", "b", "c"], [30.0, 20.0, 10.0]
+    assert with_canrun_row(rows, pts, 25.0, "C") == ["a", "C", "b", "c"]
+    assert with_canrun_row(rows, pts, 20.0, "C") == ["a", "b", "C", "c"]  # a tie goes to the member
+    assert with_canrun_row(rows, pts, 99.0, "C") == ["C", "a", "b", "c"]
+    assert with_canrun_row(rows, pts, -9.0, "C") == ["a", "b", "c", "C"]
+    assert with_canrun_row(rows, pts, 99.0, "C", first_page=False) == rows  # it belongs to an earlier page
+    assert with_canrun_row(rows, pts, -9.0, "C", last_page=False) == rows  # or to a later one
+    assert with_canrun_row(rows, pts, 15.0, "C", first_page=False, last_page=False) == ["a", "b", "C", "c"]
+
+
+def test_round_results_with_canruns_row_keep_every_row_whole():
+    rnd = Round(1, 1, 2, 3, "revealed", 0.0, None, 1.0, 2.0, (RoundRepo("org/m", 1, True, "trial", None),))
+    members = [MemberRoundScore(10**17 + i, 24.0 - i, 0.0, 1, 0, 1.0) for i in range(200)]
+    canrun = [CanrunForecastRow("org/m", 1, "loads", 0.95, 12, 11, 0.9231, "settled", True, "trial", 24.41, False)]
+    embed = round_results(RoundResults(rnd, members, canrun), "https://huggingface.co")
+    assert "🤖 canrun: 92% loads (verdict `loads`, 11 of 12 trials agreed) → **+24.41**" in embed.description
+    value = embed.fields[0].value
+    assert len(value) <= safe.FIELD_VALUE and value.splitlines()[0] == "🤖 canrun **+24.41** (the baseline, not ranked)"
     assert all(line.count("<@") == line.count(">") for line in value.splitlines())

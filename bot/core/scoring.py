@@ -61,6 +61,13 @@ def group_relative_points(group_points: Sequence[float]) -> list[float]:
     return [points - median for points in group_points]
 
 
+def points_vs(points: float, baseline_points: float) -> float:
+    """Points above a baseline forecaster's on the same question: "vs canrun" is a member's points minus canrun's
+    own forecast's, scored by the same rule. Unlike the median, the baseline is one forecaster outside the group,
+    so it moves nobody else's score."""
+    return points - baseline_points
+
+
 @dataclass(frozen=True)
 class Forecast:
     """A settled prediction as scoring sees it. There are only 200 distinct ones (2 x 50 x 2), so callers with

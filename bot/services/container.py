@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from bot.config import Config
 from bot.services import predictions as game
 from bot.services.answers import CanrunAnswers
+from bot.services.canrun_forecasts import CanrunForecasts
 from bot.services.capabilities import load_capability_table
 from bot.services.checker import Checker, make_checker
 from bot.services.game_events import GameEvents
@@ -33,6 +34,7 @@ class Services:
     game_events: GameEvents
     trials: TrialService
     reveals: RoundReveals
+    forecasts: CanrunForecasts
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -54,6 +56,7 @@ class Services:
                 answers=CanrunAnswers(checker, store, game_events, reuse_seconds=config.hub.cache_ttl_seconds),
                 model_search=ModelSearch(checker.hub, timeout=config.discord.autocomplete_timeout_seconds),
                 game_events=game_events, trials=trials, reveals=RoundReveals(config, store, checker, trials),
+                forecasts=CanrunForecasts(store, checker),
             )
         except BaseException:
             try:

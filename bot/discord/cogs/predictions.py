@@ -36,9 +36,9 @@ MAX_CLOSES_IN_MINUTES = 7 * 24 * 60
 
 
 async def _place(interaction: discord.Interaction, repo_id: str, will_load: bool, confidence: int,
-                 round_id: int | None) -> None:
-    """Place or change a prediction and tell the member privately what was recorded. Also called by the round
-    cards' buttons, whose errors never reach the command tree: a refusal is answered here."""
+                 round_id: int | None) -> game.Prediction | None:
+    """Place or change a prediction and tell the member privately what was recorded (None when refused). Also
+    called by the round cards' buttons, whose errors never reach the command tree: a refusal is answered here."""
     services = interaction.client.services
     try:
         prediction = await game.place_prediction(
@@ -47,10 +47,11 @@ async def _place(interaction: discord.Interaction, repo_id: str, will_load: bool
             also_seen=services.game_events.seen_in(interaction.guild_id))
     except game.Refused as e:
         await send_ephemeral(interaction, safe.escape(str(e)))
-        return
+        return None
     where = f" in round {round_id}" if round_id else ""
     await send_ephemeral(interaction, f"Recorded{where}: **{safe.escape(repo_id)}** "
                                       f"{render.prediction_line(prediction)}. You can change it until it locks.")
+    return prediction
 
 
 def _round_position(interaction: discord.Interaction, match: re.Match[str]) -> tuple[int, int]:
@@ -165,8 +166,13 @@ class PredictionsCog(commands.Cog):
         cfg = self.bot.config.predictions
         rnd = await game.current_round(self.store, interaction.guild_id)
         in_round = rnd is not None and rnd.status == "open" and any(r.repo_id == repo.repo_id for r in rnd.repos)
-        await _place(interaction, repo.repo_id, will_load == "yes", confidence or cfg.default_confidence,
-                     rnd.id if in_round else None)
+        placed = await _place(interaction, repo.repo_id, will_load == "yes", confidence or cfg.default_confidence,
+                              rnd.id if in_round else None)
+        if placed is not None and not in_round:  # after the answer: a check may take longer than a reply may
+            try:
+                await self.bot.services.forecasts.for_prediction(interaction.guild_id, repo.repo_id)
+            except Exception:  # the member's prediction stands; canrun just has no row in this group
+                log.exception("canrun's forecast on %s failed", repo.repo_id)
 
     # ---- /round --------------------------------------------------------------------------------
 
@@ -197,6 +203,7 @@ class PredictionsCog(commands.Cog):
         rnd = await game.open_round(
             self.store, guild_id=interaction.guild_id, opened_by=interaction.user.id, repos=repo_ids,
             closes_at=time.time() + closes_in * 60 if closes_in else None, channel_id=interaction.channel_id)
+        await self.bot.services.forecasts.for_round(rnd)  # hidden until the reveal; the verdicts are cached by now
         await interaction.edit_original_response(embed=render.round_header(rnd), allowed_mentions=NO_MENTIONS)
         for position in range(1, len(rnd.repos) + 1):
             # One message per repo: a card holds its two buttons and its select in two of a message's 5 rows.

@@ -25,6 +25,10 @@ Rules and choices:
   it for good: if the trial agrees, settled_by becomes 'trial' ("confirmed", points unchanged); if not, the
   prediction is re-scored once (resettled = 1, "resettled" in its history). Trial-based settlements never
   change, so a prediction re-settles at most once whatever trials follow.
+- canrun's forecast (forecasts.py): one per group, made when a round opens or a /predict is placed, from its
+  verdict and its track record (core/canrun_forecast.py); settled, confirmed and re-settled with the group by the
+  same rules. It is not a member: it never enters a median, a standing or a rank. Each scoring prediction keeps
+  vs_canrun, its points minus canrun's in the group (NULL where canrun made none).
 - Leaderboard order: total points (hundredths) descending; ties go to the member who reached that total
   first, i.e. whose latest scoring settlement (max settled_at in the scope; a re-settle counts as a
   settlement) is earliest; then the lower user id. Ranks are 1, 2, 3, ... with no shared ranks. Members with
@@ -34,7 +38,7 @@ Rules and choices:
 from __future__ import annotations
 
 from bot.services.predictions.records import (
-    ALL_TIME, MAX_ROUND_REPOS, SOURCES, HistoryEntry, LeaderboardPage, LeaderboardRow, MemberRoundScore,
+    ALL_TIME, MAX_ROUND_REPOS, SOURCES, CanrunForecastRow, CanrunStanding, HistoryEntry, LeaderboardPage, LeaderboardRow, MemberRoundScore,
     MemberStats, Prediction, Refused, Round, RoundRepo, RoundResults, Season, Settlement, Source,
 )
 from bot.services.predictions.sightings import (
@@ -50,13 +54,14 @@ from bot.services.predictions.rounds import (
     void_round_repo,
 )
 from bot.services.predictions.standings import leaderboard, member_stats
+from bot.services.predictions.forecasts import canrun_forecast, has_forecast, record_forecast
 
 __all__ = [
-    "ALL_TIME", "MAX_ROUND_REPOS", "SOURCES", "HistoryEntry", "LeaderboardPage", "LeaderboardRow",
+    "ALL_TIME", "MAX_ROUND_REPOS", "SOURCES", "CanrunForecastRow", "CanrunStanding", "HistoryEntry", "LeaderboardPage", "LeaderboardRow",
     "MemberRoundScore", "MemberStats", "Prediction", "Refused", "Round", "RoundRepo", "RoundResults", "Season",
     "Settlement", "Source", "VERDICT_SIGHTINGS", "SeenCallable", "SightingSource", "seen_at", "shown_in_guild_at",
     "get_prediction", "lock_repo", "place_prediction", "prediction_history", "release_stale_locks", "unlock_repo",
     "active_season", "end_season", "season_by_name", "start_season", "rebuild_standings", "settle_repo",
     "close_round", "current_round", "get_round", "latest_round", "open_round", "reveal_round", "round_results",
-    "void_round_repo", "leaderboard", "member_stats",
+    "void_round_repo", "leaderboard", "member_stats", "canrun_forecast", "has_forecast", "record_forecast",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
 
 from bot.core.errors import CanrunUserError
+from bot.core.failure_kinds import KindAccuracy
 from bot.core.scoring import Bucket
 
 Source = Literal["trial", "verdict"]
@@ -44,6 +45,8 @@ class Prediction:
     relative_points: float | None
     season_id: int | None
     resettled: bool
+    vs_canrun: float | None = None  # points minus canrun's in the same group; None where canrun made no forecast
+    kind: str | None = None  # the kind of model (core/failure_kinds.py), set when it settles
 
     @classmethod
     def from_row(cls, row: Any) -> Prediction:
@@ -105,12 +108,44 @@ class MemberRoundScore:
     relative_points: float
     scored: int
     peeked: int
+    vs_canrun: float | None = None  # the sum over the repos canrun forecast too; None if it forecast none of them
+
+
+@dataclass(frozen=True)
+class CanrunForecastRow:
+    """canrun's stored forecast on one repo in one group (a round's, or outside rounds)."""
+
+    repo_id: str
+    round_id: int | None
+    verdict: str
+    prior: float
+    trials: int  # trials of the verdict class it learnt from
+    agreed: int
+    p_loads: float
+    status: str  # open | settled | void
+    outcome: bool | None
+    settled_by: str | None
+    points: float | None
+    resettled: bool
+
+    @classmethod
+    def from_row(cls, row: Any) -> CanrunForecastRow:
+        return cls(row["repo_id"], row["round_id"], row["verdict"], row["prior"], row["trials"], row["agreed"],
+                   row["p_loads"], row["status"], None if row["outcome"] is None else bool(row["outcome"]),
+                   row["settled_by"], row["points"], bool(row["resettled"]))
 
 
 @dataclass(frozen=True)
 class RoundResults:
     round: Round
     members: list[MemberRoundScore]  # best first
+    canrun: list[CanrunForecastRow] = field(default_factory=list)  # its forecasts in the round, by position
+
+    @property
+    def canrun_points(self) -> float | None:
+        """canrun's points in the round (never ranked); None when it forecast nothing that settled."""
+        scored = [f.points for f in self.canrun if f.status == "settled"]
+        return round(sum(scored), 2) if scored else None
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,20 @@ class LeaderboardRow:
     accuracy: float
     settled: int
     reached_at: float
+    vs_canrun: float = 0.0
+
+
+@dataclass(frozen=True)
+class CanrunStanding:
+    """canrun's own row on a leaderboard: shown among the members, marked, never ranked."""
+
+    points: float
+    settled: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.settled
 
 
 @dataclass(frozen=True)
@@ -137,6 +186,7 @@ class LeaderboardPage:
     page: int
     page_size: int
     members: int  # everyone listed on some page
+    canrun: CanrunStanding | None = None  # None until it has min_settled scored forecasts in the scope
 
     @property
     def pages(self) -> int:
@@ -159,6 +209,9 @@ class MemberStats:
     peeked: int  # settled but not scoring
     pending: int  # open or locked, any season
     rank: int | None  # None below min_settled
+    vs_canrun: float = 0.0  # the sum over the scoring predictions canrun forecast too
+    vs_canrun_scored: int = 0  # how many those are
+    by_kind: list[KindAccuracy] = field(default_factory=list)  # accuracy per kind of model (core/failure_kinds.py)
 
 
 def at_or_now(at: float | None) -> float:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import aiosqlite
 
+from bot.services.predictions.forecasts import round_forecasts, settle_open_forecast, void_forecast
 from bot.services.predictions.records import (
     MAX_ROUND_REPOS, MemberRoundScore, Refused, Round, RoundRepo, RoundResults, Source, at_or_now, check_source,
     fetch_all, fetch_one, record_history,
@@ -96,6 +97,7 @@ async def _settle_round(db: aiosqlite.Connection, rnd: Round, outcomes: Mapping[
         rows = await fetch_all(db, "SELECT * FROM predictions WHERE round_id = ? AND repo_id = ?"
                                    " AND status IN ('open', 'locked')", (rnd.id, repo_id))
         await score_rows(db, rows, outcome, source, at, season_id=season_id)
+        await settle_open_forecast(db, rnd.guild_id, repo_id, rnd.id, outcome, source, at, season_id)
         await db.execute("UPDATE round_repos SET outcome = ?, settled_by = ? WHERE round_id = ? AND repo_id = ?",
                          (outcome, source, rnd.id, repo_id))
         users |= {r["user_id"] for r in rows} | await refresh_group(db, rnd.guild_id, repo_id, rnd.id)
@@ -109,11 +111,13 @@ async def round_results(store: Store, round_id: int) -> RoundResults:
         raise Refused("There is no such round.")
     rows = await fetch_all(store.conn,
                            "SELECT user_id, ROUND(TOTAL(points), 2) AS points, ROUND(TOTAL(relative_points), 3) AS rel,"
-                           " COUNT(points) AS scored, SUM(peeked) AS peeked FROM predictions"
+                           " COUNT(points) AS scored, SUM(peeked) AS peeked, ROUND(TOTAL(vs_canrun), 2) AS vs,"
+                           " COUNT(vs_canrun) AS vs_scored FROM predictions"
                            " WHERE round_id = ? AND status = 'settled' GROUP BY user_id ORDER BY points DESC, user_id",
                            (round_id,))
-    return RoundResults(rnd, [MemberRoundScore(r["user_id"], r["points"], r["rel"], r["scored"], r["peeked"])
-                              for r in rows])
+    return RoundResults(rnd, [MemberRoundScore(r["user_id"], r["points"], r["rel"], r["scored"], r["peeked"],
+                                               r["vs"] if r["vs_scored"] else None) for r in rows],
+                        await round_forecasts(store.conn, round_id))
 
 
 async def void_round_repo(store: Store, round_id: int, repo_id: str, *, reason: str, voided_by: int,
@@ -132,8 +136,10 @@ async def void_round_repo(store: Store, round_id: int, repo_id: str, *, reason: 
             raise Refused(f"{repo_id} is already void in round {round_id}: {repo.void_reason}")
         await db.execute("UPDATE round_repos SET void_reason = ?, voided_by = ?, voided_at = ?"
                          " WHERE round_id = ? AND repo_id = ?", (reason.strip(), voided_by, at, round_id, repo_id))
-        rows = await fetch_all(db, "UPDATE predictions SET status = 'void', points = NULL, relative_points = NULL"
-                                   " WHERE round_id = ? AND repo_id = ? RETURNING id, user_id", (round_id, repo_id))
+        rows = await fetch_all(db, "UPDATE predictions SET status = 'void', points = NULL, relative_points = NULL,"
+                                   " vs_canrun = NULL WHERE round_id = ? AND repo_id = ? RETURNING id, user_id",
+                               (round_id, repo_id))
+        await void_forecast(db, round_id, repo_id)
         await record_history(db, [r["id"] for r in rows], "voided", at)
         await refresh_standings(db, rnd.guild_id, {r["user_id"] for r in rows})
     return len(rows)

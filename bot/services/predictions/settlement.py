@@ -9,7 +9,10 @@ from typing import Any
 
 import aiosqlite
 
-from bot.core.scoring import brier_points, group_relative_points, probability_of_loads
+from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
+from bot.services.predictions.forecasts import (
+    canrun_in_group, forecasts_follow_trial, rebuild_canrun_standings, settle_open_forecast,
+)
 from bot.services.predictions.records import (
     ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
 )
@@ -52,10 +55,14 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
         confirmed, resettled = len(agree), len(overturn)
         groups |= {r["round_id"] for r in overturn}
         users |= {r["user_id"] for r in overturn}
+        groups |= await forecasts_follow_trial(db, guild_id, repo_id, outcome, at)
     due = await fetch_all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ? AND round_id IS NULL"
                               " AND status IN ('open', 'locked') AND updated_at < ?", (repo_id, guild_id, at))
-    await score_rows(db, due, outcome, source, at, season_id=await season_at(db, guild_id, at))
-    if due:
+    season_id = await season_at(db, guild_id, at)
+    await score_rows(db, due, outcome, source, at, season_id=season_id)
+    canrun_settled = await settle_open_forecast(db, guild_id, repo_id, None, outcome, source, at, season_id,
+                                                made_before=at)
+    if due or canrun_settled:
         groups.add(None)
         users |= {r["user_id"] for r in due}
     for round_id in groups:
@@ -72,7 +79,7 @@ async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], outcome: boo
         return
     points = [None if r["peeked"] else _points(bool(r["will_load"]), r["confidence"], outcome) for r in rows]
     settle = ("UPDATE predictions SET status = 'settled', outcome = ?, settled_by = ?, settled_at = ?, points = ?,"
-              " relative_points = NULL")
+              " relative_points = NULL, vs_canrun = NULL")
     if resettle:  # the season stays the one of the first settlement
         await db.executemany(settle + ", resettled = 1 WHERE id = ?",
                              [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows, strict=True)])
@@ -104,13 +111,17 @@ async def _round_repos_follow_trial(db: aiosqlite.Connection, guild_id: int, rep
 
 
 async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> set[int]:
-    """Recompute the relative points of one group (guild, repo, round). Returns its members."""
+    """Recompute the relative points of one group (guild, repo, round), against its median and against canrun's
+    forecast there (which is in neither the group nor its median); its predictions take the model's kind from
+    canrun's forecast. Returns its members."""
     rows = await fetch_all(db, "SELECT id, user_id, points FROM predictions WHERE repo_id = ? AND guild_id = ?"
                                " AND round_id IS ? AND status = 'settled' AND points IS NOT NULL",
                            (repo_id, guild_id, round_id))
     relative = group_relative_points([r["points"] for r in rows])
-    await db.executemany("UPDATE predictions SET relative_points = ? WHERE id = ?",
-                         [(round(rel, 3), r["id"]) for rel, r in zip(relative, rows, strict=True)])
+    canrun, kind = await canrun_in_group(db, guild_id, repo_id, round_id)
+    await db.executemany("UPDATE predictions SET relative_points = ?, vs_canrun = ?, kind = ? WHERE id = ?",
+                         [(round(rel, 3), None if canrun is None else round(points_vs(r["points"], canrun), 2),
+                           kind, r["id"]) for rel, r in zip(relative, rows, strict=True)])
     return {r["user_id"] for r in rows}
 
 
@@ -125,13 +136,16 @@ async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Coll
                                        ("season_id", " AND season_id IS NOT NULL", ", season_id")):
         await db.execute(
             "INSERT INTO standings (guild_id, season_id, user_id, points, relative_points, settled, correct,"
-            f" reached_at) SELECT guild_id, {scope}, user_id, ROUND(SUM(points), 2), ROUND(TOTAL(relative_points), 3),"
-            " COUNT(*), SUM(will_load = outcome), MAX(settled_at) FROM predictions"
+            f" reached_at, vs_canrun) SELECT guild_id, {scope}, user_id, ROUND(SUM(points), 2),"
+            " ROUND(TOTAL(relative_points), 3), COUNT(*), SUM(will_load = outcome), MAX(settled_at),"
+            " ROUND(TOTAL(vs_canrun), 2) FROM predictions"
             f" WHERE guild_id = :guild AND status = 'settled' AND points IS NOT NULL{only}{seasoned}"
             f" GROUP BY user_id{by_season}", args)
 
 
 async def rebuild_standings(store: Store, guild_id: int) -> None:
-    """Recompute every leaderboard total of a guild from its predictions (after a bulk import, or to check)."""
+    """Recompute every leaderboard total of a guild, canrun's row too, from its predictions and canrun's forecasts
+    (after a bulk import, or to check)."""
     async with store.transaction() as db:
         await refresh_standings(db, guild_id, None)
+        await rebuild_canrun_standings(db, guild_id)

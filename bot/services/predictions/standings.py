@@ -5,9 +5,10 @@ from __future__ import annotations
 import collections
 import functools
 
+from bot.core.failure_kinds import KINDS, accuracy_by_kind
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks
 from bot.services.predictions.records import (
-    ALL_TIME, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
+    ALL_TIME, CanrunStanding, LeaderboardPage, LeaderboardRow, MemberStats, fetch_all, fetch_one,
 )
 from bot.services.store import Store
 
@@ -21,14 +22,23 @@ async def leaderboard(store: Store, guild_id: int, *, season_id: int | None = No
     count = await fetch_one(store.conn, "SELECT COUNT(*) FROM standings WHERE guild_id = ? AND season_id = ?"
                                         " AND settled >= ?", scope)
     offset = (page - 1) * page_size
-    rows = await fetch_all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at"
-                                       " FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
+    rows = await fetch_all(store.conn, "SELECT user_id, points, relative_points, settled, correct, reached_at,"
+                                       " vs_canrun FROM standings WHERE guild_id = ? AND season_id = ? AND settled >= ?"
                                        " ORDER BY points DESC, reached_at, user_id LIMIT ? OFFSET ?",
                            (*scope, page_size, offset))
     return LeaderboardPage(
         [LeaderboardRow(offset + i, r["user_id"], r["points"], r["relative_points"], r["correct"] / r["settled"],
-                        r["settled"], r["reached_at"]) for i, r in enumerate(rows, start=1)],
-        page, page_size, count[0])
+                        r["settled"], r["reached_at"], r["vs_canrun"]) for i, r in enumerate(rows, start=1)],
+        page, page_size, count[0], await canrun_standing(store, guild_id, season_id, min_settled))
+
+
+async def canrun_standing(store: Store, guild_id: int, season_id: int | None,
+                          min_settled: int) -> CanrunStanding | None:
+    """canrun's totals in the scope (canrun_standings, kept by every change of its forecasts); None below
+    min_settled, as for a member."""
+    row = await fetch_one(store.conn, "SELECT points, settled, correct FROM canrun_standings WHERE guild_id = ?"
+                                      " AND season_id = ?", (guild_id, season_id or ALL_TIME))
+    return CanrunStanding(row[0], row[1], row[2]) if row and row[1] and row[1] >= min_settled else None
 
 
 async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: int | None = None,
@@ -39,20 +49,31 @@ async def member_stats(store: Store, guild_id: int, user_id: int, *, season_id: 
         in_season, args = " AND season_id = ?", (guild_id, user_id, season_id)
     settled = f"FROM predictions WHERE guild_id = ? AND user_id = ? AND status = 'settled'{in_season}"
     totals = await fetch_one(store.conn, "SELECT ROUND(TOTAL(points), 2), ROUND(TOTAL(relative_points), 3),"
-                                         f" COUNT(*) - COUNT(points) {settled}", args)
-    # A busy member has thousands of settled predictions but only 200 distinct (answer, confidence, outcome):
-    # each comes back as one small integer code, so counting and the streaks run at C speed.
+                                         " COUNT(*) - COUNT(points), ROUND(TOTAL(vs_canrun), 2), COUNT(vs_canrun)"
+                                         f" {settled}", args)
+    # A busy member has thousands of settled predictions but only 200 distinct (answer, confidence, outcome), times
+    # 7 kinds of model (none included): each comes back as one small integer code, so counting and the streaks run
+    # at C speed.
     codes = [row[0] for row in await fetch_all(
-        store.conn, f"SELECT (will_load * 2 + outcome) * 100 + confidence {settled} AND points IS NOT NULL"
-                    " ORDER BY settled_at, id", args)]
-    counts = {_decode(code): n for code, n in collections.Counter(codes).items()}
+        store.conn, f"SELECT {_KIND_CODE} * 400 + (will_load * 2 + outcome) * 100 + confidence {settled}"
+                    " AND points IS NOT NULL ORDER BY settled_at, id", args)]
+    counts: collections.Counter[Forecast] = collections.Counter()
+    per_kind: dict[str, list[int]] = {}
+    for code, n in collections.Counter(codes).items():
+        kind, forecast = divmod(code, 400)
+        counts[_decode(forecast)] += n
+        if kind:
+            tally = per_kind.setdefault(KINDS[kind - 1], [0, 0])
+            tally[0] += n
+            tally[1] += n * _CORRECT[forecast]
     current, best = streaks(map(_CORRECT.__getitem__, codes))
     pending = await fetch_one(store.conn, "SELECT COUNT(*) FROM predictions WHERE guild_id = ? AND user_id = ?"
                                           " AND status IN ('open', 'locked')", (guild_id, user_id))
     return MemberStats(
         user_id, season_id, len(codes), sum(n for f, n in counts.items() if f.correct), accuracy_of(counts),
         mean_brier_of(counts), totals[0], totals[1], calibration_of(counts), current, best, totals[2], pending[0],
-        await _rank(store, guild_id, user_id, season_id, min_settled))
+        await _rank(store, guild_id, user_id, season_id, min_settled), totals[3], totals[4],
+        accuracy_by_kind({kind: (n, correct) for kind, (n, correct) in per_kind.items()}))
 
 
 def _decode(code: int) -> Forecast:
@@ -60,8 +81,11 @@ def _decode(code: int) -> Forecast:
     return _forecast(kind >> 1, confidence, kind & 1)
 
 
-# code -> whether the prediction was right (kind 0 or 3, i.e. will_load == outcome)
-_CORRECT = tuple(code // 100 in (0, 3) for code in range(400))
+# code -> whether the prediction was right ((will_load, outcome) code 0 or 3, i.e. will_load == outcome), whatever
+# the kind of model (code // 400)
+_CORRECT = tuple(code % 400 // 100 in (0, 3) for code in range(400 * (len(KINDS) + 1)))
+# the kind of model as 1..7 (0: none known), in SQL
+_KIND_CODE = "CASE kind " + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(KINDS, start=1)) + " ELSE 0 END"
 
 
 @functools.cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.discord import safe
-from bot.discord.game_render import round_results, whole_lines, with_canrun_row
+from bot.discord.game_render import round_header, round_results, whole_lines, with_canrun_row
 from bot.services.predictions import CanrunForecastRow, MemberRoundScore, Round, RoundRepo, RoundResults
 
 
@@ -45,3 +45,12 @@ def test_round_results_with_canruns_row_keep_every_row_whole():
     value = embed.fields[0].value
     assert len(value) <= safe.FIELD_VALUE and value.splitlines()[0] == "🤖 canrun **+24.41** (the baseline, not ranked)"
     assert all(line.count("<@") == line.count(">") for line in value.splitlines())
+
+
+def test_the_round_header_promises_only_the_forecasts_canrun_made():
+    repos = tuple(RoundRepo(f"org/m{i}", i, None, None, None) for i in range(1, 4))
+    rnd = Round(1, 1, 2, 3, "open", 0.0, None, None, None, repos)
+    assert "forecast on each model" in round_header(rnd, 3).description
+    assert "forecast on 2 of these 3 models" in round_header(rnd, 2).description
+    quiet = round_header(rnd, 0).description
+    assert "could not forecast this round" in quiet and "forecast on" not in quiet

@@ -47,15 +47,24 @@ def season_label(season: Season | None) -> str:
     return f"season {safe.escape(season.name)}" if season else "all time"
 
 
-def round_header(rnd: Round) -> discord.Embed:
+def round_header(rnd: Round, forecasts: int | None = None) -> discord.Embed:
+    """`forecasts`: how many of the round's models canrun forecast (None: all of them)."""
     closes = f"Predictions close <t:{int(rnd.closes_at)}:R>." if rnd.closes_at else \
         "Predictions stay open until a moderator closes the round."
+    models = len(rnd.repos)
+    if forecasts is None or forecasts >= models:
+        canrun = "canrun has made its own forecast on each model, sealed until the reveal: try to beat it."
+    elif forecasts:
+        canrun = (f"canrun has made its own forecast on {forecasts} of these {models} models, sealed until the "
+                  "reveal: try to beat it.")
+    else:
+        canrun = "canrun could not forecast this round (Hugging Face did not answer): it sits this one out."
     embed = discord.Embed(
         title=f"🎯 Round {rnd.id}: will `mlx_lm.load()` succeed?",
         description=(f"Opened by <@{rnd.opened_by}>. For each model below, press **Loads** or **Won't load**, "
                      f"then pick how sure you are. Confident and right earns the most; confident and wrong costs "
-                     f"the most. Don't peek: a prediction made after you checked the model does not score. canrun "
-                     f"has made its own forecast on each model, sealed until the reveal: try to beat it.\n{closes}"),
+                     f"the most. Don't peek: a prediction made after you checked the model does not score. {canrun}\n"
+                     f"{closes}"),
         color=discord.Color.gold(),
     )
     return embed

@@ -203,8 +203,8 @@ class PredictionsCog(commands.Cog):
         rnd = await game.open_round(
             self.store, guild_id=interaction.guild_id, opened_by=interaction.user.id, repos=repo_ids,
             closes_at=time.time() + closes_in * 60 if closes_in else None, channel_id=interaction.channel_id)
-        await self.bot.services.forecasts.for_round(rnd)  # hidden until the reveal; the verdicts are cached by now
-        await interaction.edit_original_response(embed=render.round_header(rnd), allowed_mentions=NO_MENTIONS)
+        forecasts = await self.bot.services.forecasts.for_round(rnd)  # hidden until the reveal; verdicts cached by now
+        await interaction.edit_original_response(embed=render.round_header(rnd, forecasts), allowed_mentions=NO_MENTIONS)
         for position in range(1, len(rnd.repos) + 1):
             # One message per repo: a card holds its two buttons and its select in two of a message's 5 rows.
             await interaction.followup.send(embed=render.round_repo_card(rnd, position, self.bot.config.hf_endpoint),

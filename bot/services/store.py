@@ -111,6 +111,15 @@ class Store:
                 raise
             await self._writer.execute("COMMIT")
 
+    async def fetch_latest(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
+        """Rows as of the latest commit, for reading back what was just written. The reader can lag behind it:
+        while another coroutine has a statement open on the reader, every read there shares the snapshot that
+        statement began with. The writer sees every commit, and its lock keeps other coroutines' open
+        transactions out of view."""
+        async with self._write_lock:
+            async with self._writer.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+
     # ---- migrations --------------------------------------------------------------------------
 
     async def migrate(self, migrations: list[Migration] | None = None) -> list[Migration]:

@@ -61,10 +61,77 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+class _Rows:
+    """A read's rows, fetched already: the cursor-like side of SnapshotReader.execute."""
+
+    def __init__(self, rows: list[aiosqlite.Row]):
+        self._rows = rows
+        self._next = 0
+
+    async def fetchone(self) -> aiosqlite.Row | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchall(self) -> list[aiosqlite.Row]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self) -> aiosqlite.Row:
+        row = await self.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
+
+    async def close(self) -> None:
+        pass
+
+
+class _Read:
+    """One read, run and fetched in a single hop to the connection's thread; awaitable and an async context
+    manager, like aiosqlite's execute."""
+
+    def __init__(self, conn: aiosqlite.Connection, sql: str, params: Any):
+        self._conn, self._sql, self._params = conn, sql, params
+
+    async def _run(self) -> _Rows:
+        return _Rows(list(await self._conn.execute_fetchall(self._sql, self._params)))
+
+    def __await__(self):
+        return self._run().__await__()
+
+    async def __aenter__(self) -> _Rows:
+        return await self._run()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class SnapshotReader:
+    """The read-only connection, handing out each read's rows whole. SQLite keeps a connection on one snapshot
+    while any statement of it is open; with aiosqlite a cursor stays open between awaits, so one coroutine's
+    read part-way through would hold every other coroutine's reads on the data of its start. Fetched in one
+    hop, no statement outlives its read, and each read sees the latest commit."""
+
+    def __init__(self, conn: aiosqlite.Connection):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> _Read:
+        return _Read(self._conn, sql, params)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 class Store:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path):
         self._writer = writer
-        self.conn = reader  # reads only (query_only): committed data, never another coroutine's open transaction
+        # Reads only (query_only): committed data, never another coroutine's open transaction, and the latest.
+        self.conn = SnapshotReader(reader)
         self.path = path
         self._write_lock = asyncio.Lock()
 
@@ -110,15 +177,6 @@ class Store:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
-
-    async def fetch_latest(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
-        """Rows as of the latest commit, for reading back what was just written. The reader can lag behind it:
-        while another coroutine has a statement open on the reader, every read there shares the snapshot that
-        statement began with. The writer sees every commit, and its lock keeps other coroutines' open
-        transactions out of view."""
-        async with self._write_lock:
-            async with self._writer.execute(sql, params) as cur:
-                return list(await cur.fetchall())
 
     # ---- migrations --------------------------------------------------------------------------
 

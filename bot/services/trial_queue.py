@@ -166,8 +166,9 @@ class TrialQueue:
     async def get(self, trial_id: int) -> Trial | None:
         """The trial as of the latest commit: callers read back what the queue has just written (enqueue, claim,
         finish) or must not miss an end that was just recorded (wait_finished)."""
-        rows = await self.store.fetch_latest("SELECT * FROM trials WHERE id = ?", (trial_id,))
-        return Trial.from_row(rows[0]) if rows else None
+        async with self.store.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)) as cur:
+            row = await cur.fetchone()
+        return Trial.from_row(row) if row else None
 
     async def waiting(self) -> list[Trial]:
         async with self.store.conn.execute(

@@ -3,8 +3,9 @@
 The writer owns every change (aiosqlite runs it on its own thread); transactions are short and serialised by a
 lock, so coroutines never interleave inside one. Reads go through `conn`, a second, read-only connection: in WAL
 it sees only committed data, so a read that runs while another coroutine's transaction is open (between two of
-its awaits) never sees rows that may still be rolled back. Inside a transaction, read through the connection
-`transaction()` yields, which sees that transaction's own writes.
+its awaits) never sees rows that may still be rolled back; each read is fetched whole (SnapshotReader), so it also
+sees the latest commit. Inside a transaction, read through the connection `transaction()` yields, which sees that
+transaction's own writes.
 """
 
 from __future__ import annotations

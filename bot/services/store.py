@@ -124,6 +124,9 @@ class SnapshotReader:
     def execute(self, sql: str, params: Any = ()) -> _Read:
         return _Read(self._conn, sql, params)
 
+    async def execute_fetchall(self, sql: str, params: Any = ()) -> list[aiosqlite.Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
     async def close(self) -> None:
         await self._conn.close()
 

@@ -28,3 +28,11 @@ def private_hub() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     _hf_home = _hf_home or tempfile.mkdtemp(prefix="canrun-bench-hf-")
     os.environ["HF_HOME"] = _hf_home
+
+
+def hide_torch() -> None:
+    """Child processes started after this (trial workers, plain mlx-lm) run without torch, as on a Mac: see
+    bench/no_torch/sitecustomize.py. Both sides of a comparison then start alike, and in seconds."""
+    folder = str(Path(__file__).resolve().parent / "no_torch")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]
+    os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])

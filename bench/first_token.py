@@ -10,7 +10,9 @@ once (untimed). Then, alternating, REPS times each:
 All three load the same files from disk and generate greedily from the same prompt: the trials' default one. The trial sides include
 their check against the hub (one model_info request) and the worker's protocol.
 
-Run: `python bench/first_token.py` (or `make bench`); `--reps N` (default 5), `--params 100M|1B|3B`.
+Run: `python bench/first_token.py` (or `make bench`); `--reps N` (default 5), `--params 100M|1B|3B`,
+`--torch hidden|visible` (default hidden: no child imports torch, as on a Mac where mlx-lm's environment lacks it;
+where torch is installed, transformers imports it and each cold start pays that).
 The last line is one JSON object with the keys:
   params, reps, device
   {warm,cold,plain}_first_token_s      medians, seconds
@@ -109,6 +111,7 @@ async def main(size: str, reps: int) -> dict:
                     runs[side].append((await trial_first_token(spec, None))[0])
                 else:
                     runs[side].append(await plain_first_token(model_dir, env))
+                print(f"  run {i + 1}/{reps} {side:<5} {runs[side][-1]:.2f} s", file=sys.stderr)
     r: dict = {"params": params_of(files), "reps": reps, "device": result.get("device", "?")}
     for side, values in runs.items():
         r[f"{side}_first_token_s"] = round(statistics.median(values), 3)
@@ -133,5 +136,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="time to first token: warm worker, cold worker, plain mlx-lm")
     parser.add_argument("--reps", type=int, default=REPS)
     parser.add_argument("--params", choices=sorted(SIZES), default="100M")
+    parser.add_argument("--torch", choices=["hidden", "visible"], default="hidden",
+                        help="hidden (default): no child imports torch, as on a Mac (bench/no_torch)")
     options = parser.parse_args()
+    if options.torch == "hidden":
+        _common.hide_torch()
     report(asyncio.run(main(options.params, options.reps)))

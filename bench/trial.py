@@ -19,8 +19,8 @@ both children get the same environment (the worker's allowlisted one, plus HF_HU
 reads a local folder) with USE_TORCH set alike (`--use-torch`); runs alternate between the sides.
 
 Run: `python bench/trial.py` (or `make bench`); options: `--params 100M|1B|3B` (default 100M), `--reps N`
-(runs per side, default 6), `--max-tokens N` (default 64), `--use-torch 0|1|unset` (default 0: transformers
-does not import torch in either child). The last line is one JSON object with the keys:
+(runs per side, default 6), `--max-tokens N` (default 64), `--use-torch 0|1|unset` (default 0: neither child
+sees torch, as on a Mac; USE_TORCH=0, and bench/no_torch for transformers 5, which ignores it). The last line is one JSON object with the keys:
   params, weights_bytes, reps, max_tokens, prompt_tokens        scenario (prompt_tokens after the template)
   device, use_torch                                             where it ran (mlx's device name), USE_TORCH
   {plain,trial}_{generation_tps,prompt_tps,load}_spread         noise of each side alone
@@ -233,6 +233,8 @@ def compare(plain: Side, trial: Side) -> dict:
 async def main(size: str, use_torch: str) -> dict:
     if use_torch != "unset":
         os.environ["USE_TORCH"] = use_torch  # the trial worker inherits it through the allowlist below
+    if use_torch == "0":
+        _common.hide_torch()  # transformers 5 ignores USE_TORCH
     files = tiny_llama_files(**SIZES[size])  # built once, served to every trial
     plain, trial, idle_lags, cached_downloads = Side("plain"), Side("trial"), [], []
     with FakeHub() as hub, tempfile.TemporaryDirectory(prefix="canrun-bench-trial-") as tmp:
@@ -259,6 +261,9 @@ async def main(size: str, use_torch: str) -> dict:
                     (result, wall, phases), lags = await with_ticker(run_trial(spec))
                     cached_downloads.append(phases["load"] - phases["download"])  # nothing to fetch
                 side.add(result, wall, lags)
+                print(f"  run {i + 1}/{REPS} {side.name:<5} load {result['load_seconds']:.3f} s, generation "
+                      f"{result['generation_tps']:.2f} tok/s, prompt {result['prompt_tps']:.1f} tok/s, "
+                      f"peak {result['peak_memory_bytes'] / 2**20:.0f} MiB, wall {wall:.1f} s", file=sys.stderr)
 
     if plain.results[0]["prompt_tokens"] != warm["prompt_tokens"]:
         print(f"warning: plain mlx-lm saw {plain.results[0]['prompt_tokens']} prompt tokens, the trial "

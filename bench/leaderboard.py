@@ -8,7 +8,9 @@ runs it): leaderboard pages all time and for one season (page 1 and the last pag
 and for one season, and 5 rounds of 5 repos x 100 members (500 predictions, and canrun's 5 forecasts) placed,
 closed and revealed.
 min_settled is 1 so every board is as long as it can be. Side by side: the all-time page computed by
-aggregating the predictions table directly, which is what the standings table saves.
+aggregating the predictions table directly, which is what the standings table saves; and /mystats of the most
+active member (about 8,300 settled predictions) against a row-per-prediction read of the same history (what
+member_stats did before it read one string of codes), alternated, in HEAVY_BLOCKS blocks of 20 runs each.
 
 Run: `python bench/leaderboard.py` (or `make bench`). The last line is one JSON object with the keys:
   users, predictions, seasons, runs                        scenario (runs: timed repetitions per query)
@@ -16,7 +18,10 @@ Run: `python bench/leaderboard.py` (or `make bench`). The last line is one JSON 
   lb_all_p1_{p50,p99}_ms, lb_all_deep_{p50,p99}_ms         /leaderboard all time, page 1 and the last page
   lb_season_p1_{p50,p99}_ms, lb_season_deep_{p50,p99}_ms   /leaderboard of one season
   stats_all_{p50,p99}_ms, stats_season_{p50,p99}_ms        /mystats of random members
-  stats_heaviest_p50_ms                                    /mystats of the most active member
+  stats_heaviest_p50_ms, stats_heaviest_spread            /mystats of the most active member (median of the blocks'
+                                                             p50s; spread: (max - min) / median of those p50s)
+  rowwise_heaviest_p50_ms, rowwise_heaviest_spread         the row-per-prediction read of that member, alike
+  heaviest_vs_rowwise                                      ratio of the two medians
   naive_lb_all_p1_p50_ms                                   the all-time page aggregated from predictions
   place_{p50,p99}_ms                                       one placement in a round
   reveal_500_{p50,max}_ms                                  revealing a round of 5 repos and 500 predictions
@@ -33,14 +38,14 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import _common  # noqa: F401 - puts the checkout on sys.path
 
 from bot.core.canrun_forecast import forecast
 from bot.core.failure_kinds import failure_kind
-from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
+from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads, streaks
 from bot.core.verdicts import LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_QUANTIZATION, UNSUPPORTED_WEIGHTS
 from bot.services import predictions as game
 from bot.services.store import Store
@@ -49,6 +54,7 @@ USERS, PREDICTIONS, SEASONS, REPOS, RUNS = 5_000, 200_000, 20, 20_000, 200
 GUILD, PAGE_SIZE, SEASON_DAYS = 1, 10, 30
 ROUNDS, ROUND_REPOS, ROUND_MEMBERS = 5, 5, 100
 QUERY_TARGET_MS, REVEAL_TARGET_MS = 20.0, 250.0
+HEAVY_BLOCKS, HEAVY_RUNS = 5, 20
 DAY = 86_400.0
 T0 = 1_600_000_000.0
 CANRUN_VERDICTS = (LOADS, LOADS, LOADS, UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_WEIGHTS, UNSUPPORTED_QUANTIZATION)
@@ -125,6 +131,33 @@ async def timed(runs: int, make_call) -> list[float]:
     return out
 
 
+async def rowwise_history(store: Store, user_id: int) -> None:
+    """The baseline for the most active member's /mystats: its totals, then one row per settled prediction in
+    settlement order, counted and walked for streaks in Python."""
+    settled = "FROM predictions WHERE guild_id = ? AND user_id = ? AND status = 'settled'"
+    async with store.conn.execute(f"SELECT TOTAL(points), TOTAL(relative_points), COUNT(*) - COUNT(points),"
+                                  f" TOTAL(vs_canrun), COUNT(vs_canrun) {settled}", (GUILD, user_id)) as cur:
+        await cur.fetchone()
+    async with store.conn.execute(f"SELECT kind, will_load, confidence, outcome {settled} AND points IS NOT NULL"
+                                  " ORDER BY settled_at, id", (GUILD, user_id)) as cur:
+        rows = await cur.fetchall()
+    Counter((r[0], r[1], r[2], r[3]) for r in rows)
+    streaks(r[1] == r[3] for r in rows)
+
+
+async def alternated_blocks(calls: dict) -> dict[str, list[float]]:
+    """p50 of each block of HEAVY_RUNS runs per call, the calls alternated run by run."""
+    blocks: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(HEAVY_BLOCKS):
+        runs: dict[str, list[float]] = {name: [] for name in calls}
+        for i in range(HEAVY_RUNS):
+            for name, call in (calls.items() if i % 2 == 0 else reversed(calls.items())):
+                runs[name] += await timed(1, call)
+        for name, values in runs.items():
+            blocks[name].append(statistics.median(values))
+    return blocks
+
+
 async def naive_page(store: Store) -> None:
     async with store.conn.execute(
         "SELECT user_id, ROUND(SUM(points), 2) AS total, MAX(settled_at) AS reached FROM predictions"
@@ -199,7 +232,9 @@ async def main() -> dict:
             "stats_season": await timed(RUNS, lambda i: game.member_stats(store, GUILD, members[i],
                                                                           season_id=season, min_settled=1)),
         }
-        heaviest_ms = await timed(20, lambda i: game.member_stats(store, GUILD, heaviest, min_settled=1))
+        heavy = await alternated_blocks({
+            "stats_heaviest": lambda i: game.member_stats(store, GUILD, heaviest, min_settled=1),
+            "rowwise_heaviest": lambda i: rowwise_history(store, heaviest)})
         naive_ms = await timed(20, lambda i: naive_page(store))
         place_ms, reveal_ms = await play_rounds(store, rnd)
         await store.close()
@@ -209,7 +244,10 @@ async def main() -> dict:
     for name, values in ms.items():
         r[f"{name}_p50_ms"] = round(pct(values, 0.5), 3)
         r[f"{name}_p99_ms"] = round(pct(values, 0.99), 3)
-    r["stats_heaviest_p50_ms"] = round(statistics.median(heaviest_ms), 3)
+    for name, p50s in heavy.items():
+        r[f"{name}_p50_ms"] = round(statistics.median(p50s), 3)
+        r[f"{name}_spread"] = round((max(p50s) - min(p50s)) / statistics.median(p50s), 3)
+    r["heaviest_vs_rowwise"] = round(r["stats_heaviest_p50_ms"] / r["rowwise_heaviest_p50_ms"], 3)
     r["naive_lb_all_p1_p50_ms"] = round(statistics.median(naive_ms), 2)
     r["place_p50_ms"], r["place_p99_ms"] = round(pct(place_ms, 0.5), 3), round(pct(place_ms, 0.99), 3)
     r["reveal_500_p50_ms"], r["reveal_500_max_ms"] = round(statistics.median(reveal_ms), 2), round(max(reveal_ms), 2)
@@ -235,11 +273,15 @@ def report(r: dict) -> None:
               f"{r[key + '_ratio']:>12.3f}")
     print(f"  {'/mystats, most active member (p50)':<40}{r['stats_heaviest_p50_ms']:>8.2f}ms{'':>10}"
           f"{QUERY_TARGET_MS:>8.0f}ms{r['stats_heaviest_ratio']:>12.3f}")
+    print(f"  {'  its history read row by row (p50)':<40}{r['rowwise_heaviest_p50_ms']:>8.2f}ms")
     print(f"  {'all-time page 1 without standings (p50)':<40}{r['naive_lb_all_p1_p50_ms']:>8.2f}ms{'':>10}"
           f"{QUERY_TARGET_MS:>8.0f}ms{r['naive_lb_all_p1_ratio']:>12.3f}")
     print(f"\n  round of {ROUND_REPOS} repos x {ROUND_MEMBERS} members: placement p50 {r['place_p50_ms']:.2f} ms, "
           f"p99 {r['place_p99_ms']:.2f} ms; reveal (500 predictions) p50 {r['reveal_500_p50_ms']:.1f} ms, "
           f"max {r['reveal_500_max_ms']:.1f} ms = {r['reveal_500_ratio']:.3f} of the {REVEAL_TARGET_MS:.0f} ms target")
+    print(f"  /mystats of the most active member: {r['heaviest_vs_rowwise']:.2f} of the row-by-row read's time "
+          f"(spread of the {HEAVY_BLOCKS} blocks' p50s: {r['stats_heaviest_spread']:.0%} / "
+          f"{r['rowwise_heaviest_spread']:.0%})")
     print(f"  standings make the all-time page {r['naive_lb_all_p1_p50_ms'] / r['lb_all_p1_p50_ms']:.0f}x faster "
           "than aggregating the predictions")
     print(json.dumps(r))

@@ -9,16 +9,21 @@ same weight format first, as it does with a host's trials) and predicts the left
   naive   the rule most tools use: memory bandwidth / weight bytes x 0.5 (bandwidth as canrun finds it here:
           Apple's table on a Mac, else a probe with mlx)
   prior   canrun's own answer with no trials at all (the "estimated" label)
-Errors are (predicted - measured) / measured. Target: median |error| <= 15 % and below the naive rule's on
-every model.
+Errors are (predicted - measured) / measured. The whole measurement runs --rounds times (default 3; the models are
+built once, measured again each round in alternating order, and a probed bandwidth is probed again), so that each
+model's comparison with the naive rule comes with its range over the rounds. Target: median |error| <= 15 % and
+below the naive rule's on every model (each model's median over the rounds).
 
 Run: `python bench/speed.py` (or `make bench`); `--reps N` (default 5), `--max-tokens N` (default 8),
-`--sizes 25M,100M` to run fewer. The last line is one JSON object:
-  device, bandwidth_gbps, bandwidth_basis        the host as canrun sees it
-  models: {"<size> <format>": {params, bytes_per_token, measured_tps, predicted_tps, error_pct, naive_tps,
-           naive_error_pct, prior_error_pct, measured_prompt_tps, predicted_prompt_tps, prompt_error_pct}}
-  median_abs_error_pct, naive_median_abs_error_pct, prior_median_abs_error_pct, prompt_median_abs_error_pct
-  better_than_naive_on_every_model, target_met
+`--sizes 25M,100M` to run fewer, `--rounds N`. The last line is one JSON object:
+  device, bandwidth_gbps (one per round), bandwidth_basis        the host as canrun sees it
+  rounds: [{"<size> <format>": {params, bytes_per_token, measured_tps, predicted_tps, error_pct, naive_tps,
+           naive_error_pct, prior_error_pct, measured_prompt_tps, predicted_prompt_tps, prompt_error_pct}}]
+  per_model: {"<size> <format>": {abs_error_pct, error_range_pct, naive_abs_error_pct, naive_range_pct,
+              measured_tps_spread, rounds_better_than_naive}}
+  median_abs_error_pct, naive_median_abs_error_pct               over models, of each model's median
+  prior_median_abs_error_pct, prompt_median_abs_error_pct        over every model of every round
+  better_than_naive_on_every_model (medians), better_in_every_round, target_met
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import mlx_lm
 from mlx.utils import tree_flatten
 
 from bot.core import speed
-from bot.services.host_speed import host_bandwidth
+from bot.services.host_speed import HostBandwidth, host_bandwidth, probe_bandwidth
 from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model
 
 SIZES = {
@@ -53,6 +58,7 @@ PROMPT = "the quick brown fox jumps over the lazy dog."
 TARGET_PCT = 15.0
 REP_BUDGET_S = 20.0  # per model: more runs while they are cheap
 NAIVE_EFFICIENCY = 0.5
+ROUNDS = 3  # each model measured this many times: "better than naive" must hold beyond one run's noise
 
 
 def measure(path: Path, reps: int, max_tokens: int) -> tuple[dict, int]:
@@ -83,31 +89,8 @@ def kv_per_token(shape: dict) -> int:
     return 2 * shape["layers"] * shape["kv_heads"] * head_dim * 2  # K and V, 16-bit
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=8)
-    parser.add_argument("--sizes", default=",".join(SIZES))
-    args = parser.parse_args()
-    host = asyncio.run(host_bandwidth())
-    samples: dict[str, speed.Sample] = {}
-    params: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="canrun-bench-speed-") as tmp:
-        for size in args.sizes.split(","):
-            for fmt, bits in FORMATS.items():
-                key = f"{size} {fmt}"
-                files = tiny_llama_files(**SIZES[size], quantize_bits=bits)
-                params[key] = params_of(files)
-                path = write_model(Path(tmp) / key.replace(" ", "-"), files)
-                del files
-                result, weights = measure(path, args.reps, args.max_tokens)
-                context = result["prompt_tokens"] + result["generation_tokens"]
-                samples[key] = speed.Sample(
-                    weights + kv_per_token(SIZES[size]) * context, result["generation_tps"],
-                    speed.QUANTIZED if bits else speed.FLOAT, params[key], result["prompt_tokens"],
-                    result["prompt_tps"], key)
-                print(f"measured {key}: {result['generation_tps']:.2f} tok/s", file=sys.stderr, flush=True)
-
+def leave_one_out(samples: dict[str, speed.Sample], host: HostBandwidth) -> dict[str, dict]:
+    """Each model predicted by the estimator calibrated on the others, beside the naive rule and the prior."""
     prior = speed.prior(host.bandwidth_bps, host.basis)
     rows = {}
     for key, s in samples.items():
@@ -127,31 +110,101 @@ def main() -> int:
             "prompt_error_pct": round(speed.error_percent(prompt, s.prompt_tps), 1),
             "calibrated_on": model.samples,
         }
+    return rows
 
-    def median_abs(field: str) -> float:
-        return round(statistics.median(abs(r[field]) for r in rows.values()), 1)
 
-    print(f"{host.device}; bandwidth {host.basis}. Leave-one-out: each model predicted from the others.")
-    print(f"{'model':<12}{'bytes/token':>13}{'measured':>10}{'predicted':>11}{'error':>9}{'naive':>10}"
-          f"{'naive err':>11}{'prior err':>11}{'prompt err':>12}")
-    for key, r in rows.items():
-        print(f"{key:<12}{r['bytes_per_token'] / 1e6:>11.1f}MB{r['measured_tps']:>10.2f}{r['predicted_tps']:>11.2f}"
-              f"{r['error_pct']:>8.1f}%{r['naive_tps']:>10.2f}{r['naive_error_pct']:>10.1f}%"
-              f"{r['prior_error_pct']:>10.1f}%{r['prompt_error_pct']:>11.1f}%")
-    median, naive_median = median_abs("error_pct"), median_abs("naive_error_pct")
-    better = all(abs(r["error_pct"]) < abs(r["naive_error_pct"]) for r in rows.values())
-    print(f"median |error|: canrun {median} %, naive rule {naive_median} %, no-trial prior "
-          f"{median_abs('prior_error_pct')} %; prompt {median_abs('prompt_error_pct')} %. "
-          f"Better than naive on every model: {better}. Target (<= {TARGET_PCT:g} %): "
-          f"{'met' if median <= TARGET_PCT and better else 'not met'}")
+def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: bool) -> dict[str, speed.Sample]:
+    samples = {}
+    for key in (reversed(models) if backwards else models):  # alternated: drift hits every model alike
+        m = models[key]
+        result, weights = measure(m["path"], args.reps, args.max_tokens)
+        context = result["prompt_tokens"] + result["generation_tokens"]
+        samples[key] = speed.Sample(
+            weights + kv_per_token(SIZES[m["size"]]) * context, result["generation_tps"],
+            speed.QUANTIZED if m["bits"] else speed.FLOAT, m["params"], result["prompt_tokens"],
+            result["prompt_tps"], key)
+        print(f"measured {key}: {result['generation_tps']:.2f} tok/s", file=sys.stderr, flush=True)
+    return dict(sorted(samples.items(), key=lambda kv: list(models).index(kv[0])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    args = parser.parse_args()
+    host = asyncio.run(host_bandwidth())
+    probed = "probe" in host.basis  # a probed bandwidth moves from run to run: probe again each round
+    rounds: list[dict[str, dict]] = []
+    hosts: list[HostBandwidth] = []
+    with tempfile.TemporaryDirectory(prefix="canrun-bench-speed-") as tmp:
+        models: dict[str, dict] = {}
+        for size in args.sizes.split(","):
+            for fmt, bits in FORMATS.items():
+                key = f"{size} {fmt}"
+                files = tiny_llama_files(**SIZES[size], quantize_bits=bits)
+                models[key] = {"size": size, "bits": bits, "params": params_of(files),
+                               "path": write_model(Path(tmp) / key.replace(" ", "-"), files)}
+                del files
+        for i in range(args.rounds):
+            round_host = HostBandwidth(host.device, probe_bandwidth(), host.basis) if probed and i else host
+            hosts.append(round_host)
+            rounds.append(leave_one_out(measure_round(models, args, backwards=i % 2 == 1), round_host))
+
+    def abs_median(values) -> float:
+        return round(statistics.median(abs(v) for v in values), 1)
+
+    print(f"{host.device}; bandwidth {host.basis}. Leave-one-out: each model predicted from the others, "
+          f"{args.rounds} rounds (each measures every model again{' and probes the bandwidth again' if probed else ''}).")
+    for i, (rows, round_host) in enumerate(zip(rounds, hosts, strict=True), start=1):
+        print(f"\nround {i} (bandwidth {round_host.bandwidth_bps / 1e9:.2f} GB/s)")
+        print(f"{'model':<12}{'bytes/token':>13}{'measured':>10}{'predicted':>11}{'error':>9}{'naive':>10}"
+              f"{'naive err':>11}{'prior err':>11}{'prompt err':>12}")
+        for key, r in rows.items():
+            print(f"{key:<12}{r['bytes_per_token'] / 1e6:>11.1f}MB{r['measured_tps']:>10.2f}"
+                  f"{r['predicted_tps']:>11.2f}{r['error_pct']:>8.1f}%{r['naive_tps']:>10.2f}"
+                  f"{r['naive_error_pct']:>10.1f}%{r['prior_error_pct']:>10.1f}%{r['prompt_error_pct']:>11.1f}%")
+
+    # Per model over the rounds: the median |error| of each rule, the range of canrun's errors, and how many rounds
+    # canrun was nearer than the naive rule.
+    per_model = {}
+    for key in rounds[0]:
+        errors = [rows[key]["error_pct"] for rows in rounds]
+        naive = [rows[key]["naive_error_pct"] for rows in rounds]
+        per_model[key] = {"abs_error_pct": abs_median(errors), "error_range_pct": [min(errors), max(errors)],
+                          "naive_abs_error_pct": abs_median(naive), "naive_range_pct": [min(naive), max(naive)],
+                          "measured_tps_spread": round(spread([rows[key]["measured_tps"] for rows in rounds]), 3),
+                          "rounds_better_than_naive": sum(abs(e) < abs(n) for e, n in zip(errors, naive, strict=True))}
+    print(f"\nper model over {args.rounds} rounds: median |error| (range), canrun vs naive; rounds where canrun was nearer")
+    for key, m in per_model.items():
+        print(f"{key:<12} canrun {m['abs_error_pct']:>6.1f} % ({m['error_range_pct'][0]:+.1f} .. "
+              f"{m['error_range_pct'][1]:+.1f})   naive {m['naive_abs_error_pct']:>7.1f} % "
+              f"({m['naive_range_pct'][0]:+.1f} .. {m['naive_range_pct'][1]:+.1f})   nearer in "
+              f"{m['rounds_better_than_naive']}/{args.rounds}   measured tok/s spread {m['measured_tps_spread']:.0%}")
+    median = round(statistics.median(m["abs_error_pct"] for m in per_model.values()), 1)
+    naive_median = round(statistics.median(m["naive_abs_error_pct"] for m in per_model.values()), 1)
+    better = all(m["abs_error_pct"] < m["naive_abs_error_pct"] for m in per_model.values())
+    every_round = all(m["rounds_better_than_naive"] == args.rounds for m in per_model.values())
+    prior_median = abs_median(r["prior_error_pct"] for rows in rounds for r in rows.values())
+    prompt_median = abs_median(r["prompt_error_pct"] for rows in rounds for r in rows.values())
+    print(f"median |error| over models (each its median over rounds): canrun {median} %, naive rule {naive_median} %; "
+          f"no-trial prior {prior_median} %, prompt {prompt_median} % (all rounds). Better than naive on every model "
+          f"(medians): {better}; in every round: {every_round}. Target (<= {TARGET_PCT:g} %, better on every "
+          f"model): {'met' if median <= TARGET_PCT and better else 'not met'}")
     print(json.dumps({
-        "device": host.device, "bandwidth_gbps": round(host.bandwidth_bps / 1e9, 2), "bandwidth_basis": host.basis,
-        "models": rows, "median_abs_error_pct": median, "naive_median_abs_error_pct": naive_median,
-        "prior_median_abs_error_pct": median_abs("prior_error_pct"),
-        "prompt_median_abs_error_pct": median_abs("prompt_error_pct"),
-        "better_than_naive_on_every_model": better, "target_met": median <= TARGET_PCT and better,
+        "device": host.device, "bandwidth_gbps": [round(h.bandwidth_bps / 1e9, 2) for h in hosts],
+        "bandwidth_basis": host.basis, "rounds": rounds, "per_model": per_model,
+        "median_abs_error_pct": median, "naive_median_abs_error_pct": naive_median,
+        "prior_median_abs_error_pct": prior_median, "prompt_median_abs_error_pct": prompt_median,
+        "better_than_naive_on_every_model": better, "better_in_every_round": every_round,
+        "target_met": median <= TARGET_PCT and better,
     }))
     return 0
+
+
+def spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     host = asyncio.run(host_bandwidth())
-    probed = "probe" in host.basis  # a probed bandwidth moves from run to run: probe again each round
+    probed = host.probed  # a probed bandwidth moves from run to run: probe again each round
     rounds: list[dict[str, dict]] = []
     hosts: list[HostBandwidth] = []
     with tempfile.TemporaryDirectory(prefix="canrun-bench-speed-") as tmp:
@@ -148,7 +148,7 @@ def main() -> int:
                                "path": write_model(Path(tmp) / key.replace(" ", "-"), files)}
                 del files
         for i in range(args.rounds):
-            round_host = HostBandwidth(host.device, probe_bandwidth(), host.basis) if probed and i else host
+            round_host = HostBandwidth(host.device, probe_bandwidth(), host.basis, True) if probed and i else host
             hosts.append(round_host)
             rounds.append(leave_one_out(measure_round(models, args, backwards=i % 2 == 1), round_host))
 

@@ -30,6 +30,7 @@ class HostBandwidth:
     device: str  # as a trial names it: "Apple M3 Max (Metal)", "AMD EPYC (CPU)"
     bandwidth_bps: float
     basis: str  # in words, for the answer
+    probed: bool = False  # measured here by probe_bandwidth (it moves from run to run), not taken from the table
 
 
 def mac_facts() -> dict[str, str]:
@@ -84,7 +85,7 @@ async def host_bandwidth(store=None) -> HostBandwidth:
         bps = _probed[key]
         if store is not None:
             await store.state_put(key, json.dumps({"bps": bps}))
-    return HostBandwidth(device, bps, f"{device}, {bps / 1e9:.1f} GB/s (measured with mlx)")
+    return HostBandwidth(device, bps, f"{device}, {bps / 1e9:.1f} GB/s (measured with mlx)", probed=True)
 
 
 def _mlx_version() -> str:

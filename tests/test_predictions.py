@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks, tally
 from bot.services import predictions as game
 from bot.services.predictions import Refused
-from bot.services.store import Store, discover_migrations
+from bot.services.store import Store
 
 GUILD, OTHER_GUILD = 1, 2
 T = 1_700_000_000.0
@@ -48,12 +48,10 @@ async def snapshot(store):
 
 
 async def assert_standings_match_a_rebuild(store, guild=GUILD):
-    """The standings and /mystats summaries, kept by each settlement for its members, are what a rebuild gives."""
-    queries = [f"SELECT * FROM {name} WHERE guild_id = ? ORDER BY season_id, user_id"
-               for name in ("standings", "member_summaries")]
-    kept = [await table(store, sql, (guild,)) for sql in queries]
+    kept = await table(store, "SELECT * FROM standings WHERE guild_id = ? ORDER BY season_id, user_id", (guild,))
     await game.rebuild_standings(store, guild)
-    assert kept == [await table(store, sql, (guild,)) for sql in queries]
+    assert kept == await table(store, "SELECT * FROM standings WHERE guild_id = ? ORDER BY season_id, user_id",
+                               (guild,))
 
 
 # ---- placing ----------------------------------------------------------------------------------------
@@ -516,30 +514,6 @@ async def test_latest_round_prefers_the_one_in_play_else_the_last_revealed(store
     second = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/b"], at=T + 3)
     assert (await game.latest_round(store, GUILD)).id == second.id
     assert await game.latest_round(store, OTHER_GUILD) is None
-
-
-async def test_migration_011_fills_the_summaries_as_the_settlements_keep_them(store):
-    """A store that had predictions before /mystats summaries existed gets them from migration 011: the same rows
-    that settlement keeps (streaks, kinds, peeks, seasons, two guilds)."""
-    season = await game.start_season(store, GUILD, "S1", at=T)
-    plan = [(10, True, 95, True), (10, False, 60, True), (10, True, 70, True), (11, True, 80, False),
-            (10, True, 99, True)]
-    for i, (user, will_load, confidence, outcome) in enumerate(plan):
-        await score(store, user, f"o/{i}", will_load, confidence, outcome, made=T + 1, settled=T + 10 - i)
-    await saw_verdict(store, 12, "o/peeked", at=T)
-    await predict(store, 12, "o/peeked", True, 70, at=T + 1, guild=OTHER_GUILD)
-    await game.settle_repo(store, OTHER_GUILD, "o/peeked", True, "verdict", at=T + 20)
-    everything = "SELECT * FROM member_summaries ORDER BY guild_id, season_id, user_id"
-    kept = await table(store, everything)
-    assert {(r[0], r[1]) for r in kept} >= {(GUILD, 0), (GUILD, season.id), (OTHER_GUILD, 0)}
-    assert (await game.member_stats(store, OTHER_GUILD, 12)).peeked == 1
-    stats = await game.member_stats(store, GUILD, 10, min_settled=1)  # settled o/4, o/2, o/1, o/0 in that order
-    assert (stats.settled, stats.current_streak, stats.best_streak) == (4, 1, 2)  # right, right, wrong, right
-
-    (migration,) = [m for m in discover_migrations() if m.version == 11]
-    with sqlite3.connect(store.path) as db:  # as the store runs a migration: one script, one transaction
-        db.executescript(f"BEGIN; DROP TABLE member_summaries; {migration.sql}; COMMIT;")
-    assert await table(store, everything) == kept
 
 
 @settings(max_examples=25, deadline=None)

@@ -17,7 +17,6 @@ from bot.services.predictions.records import (
     ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
 )
 from bot.services.predictions.seasons import season_at
-from bot.services.predictions.summaries import refresh_summaries
 from bot.services.store import Store
 
 
@@ -127,8 +126,7 @@ async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, r
 
 
 async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Collection[int] | None) -> None:
-    """Recompute the leaderboard totals and /mystats summaries of these members (the whole guild's when None), all
-    time and per season."""
+    """Recompute the leaderboard totals of these members (the whole guild's when None), all time and per season."""
     if users is not None and not users:
         return
     only = "" if users is None else " AND user_id IN (SELECT value FROM json_each(:users))"
@@ -143,7 +141,6 @@ async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Coll
             " ROUND(TOTAL(vs_canrun), 2) FROM predictions"
             f" WHERE guild_id = :guild AND status = 'settled' AND points IS NOT NULL{only}{seasoned}"
             f" GROUP BY user_id{by_season}", args)
-    await refresh_summaries(db, guild_id, users)
 
 
 async def rebuild_standings(store: Store, guild_id: int) -> None:

@@ -8,6 +8,7 @@ when it talks to a (fake) Hugging Face Hub. `make bench` runs every bench/*.py b
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,11 @@ def private_hub() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     _hf_home = _hf_home or tempfile.mkdtemp(prefix="canrun-bench-hf-")
     os.environ["HF_HOME"] = _hf_home
+
+
+def spread(values: list[float]) -> float:
+    """The noise of repeated runs: (max - min) / median. A ratio nearer 1 than this proves nothing."""
+    return (max(values) - min(values)) / statistics.median(values)
 
 
 def hide_torch() -> None:

@@ -87,10 +87,6 @@ async def plain_first_token(model_dir: Path, env: dict[str, str]) -> float:
     return first
 
 
-def spread(values: list[float]) -> float:
-    return round((max(values) - min(values)) / statistics.median(values), 3)
-
-
 async def main(size: str, reps: int) -> dict:
     files = tiny_llama_files(**SIZES[size])
     runs: dict[str, list[float]] = {"warm": [], "cold": [], "plain": []}
@@ -115,7 +111,7 @@ async def main(size: str, reps: int) -> dict:
     r: dict = {"params": params_of(files), "reps": reps, "device": result.get("device", "?")}
     for side, values in runs.items():
         r[f"{side}_first_token_s"] = round(statistics.median(values), 3)
-        r[f"{side}_spread"] = spread(values)
+        r[f"{side}_spread"] = round(_common.spread(values), 3)
     r["warm_vs_plain"] = round(r["warm_first_token_s"] / r["plain_first_token_s"], 3)
     r["cold_vs_plain"] = round(r["cold_first_token_s"] / r["plain_first_token_s"], 3)
     return r

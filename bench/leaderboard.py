@@ -42,7 +42,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import _common  # noqa: F401 - puts the checkout on sys.path
+import _common
 
 from bot.core.canrun_forecast import forecast
 from bot.core.failure_kinds import failure_kind
@@ -253,7 +253,7 @@ async def main() -> dict:
         r[f"{name}_p99_ms"] = round(pct(values, 0.99), 3)
     for name, p50s in heavy.items():
         r[f"{name}_p50_ms"] = round(statistics.median(p50s), 3)
-        r[f"{name}_spread"] = round((max(p50s) - min(p50s)) / statistics.median(p50s), 3)
+        r[f"{name}_spread"] = round(_common.spread(p50s), 3)
     r["heaviest_vs_rowwise"] = round(r["stats_heaviest_p50_ms"] / r["rowwise_heaviest_p50_ms"], 3)
     r["naive_lb_all_p1_p50_ms"] = round(statistics.median(naive_ms), 2)
     r["place_p50_ms"], r["place_p99_ms"] = round(pct(place_ms, 0.5), 3), round(pct(place_ms, 0.99), 3)

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401 - puts the checkout on sys.path
+import _common
 
 import mlx.core as mx
 import mlx_lm
@@ -174,7 +174,7 @@ def main() -> int:
         naive = [rows[key]["naive_error_pct"] for rows in rounds]
         per_model[key] = {"abs_error_pct": abs_median(errors), "error_range_pct": [min(errors), max(errors)],
                           "naive_abs_error_pct": abs_median(naive), "naive_range_pct": [min(naive), max(naive)],
-                          "measured_tps_spread": round(spread([rows[key]["measured_tps"] for rows in rounds]), 3),
+                          "measured_tps_spread": round(_common.spread([rows[key]["measured_tps"] for rows in rounds]), 3),
                           "rounds_better_than_naive": sum(abs(e) < abs(n) for e, n in zip(errors, naive, strict=True))}
     print(f"\nper model over {args.rounds} rounds: median |error| (range), canrun vs naive; rounds where canrun was nearer")
     for key, m in per_model.items():
@@ -201,10 +201,6 @@ def main() -> int:
         "target_met": median <= TARGET_PCT and better,
     }))
     return 0
-
-
-def spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
 
 
 if __name__ == "__main__":

@@ -115,10 +115,6 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
 # ---- event-loop lateness --------------------------------------------------------------------------
 
 
@@ -216,14 +212,14 @@ def compare(plain: Side, trial: Side) -> dict:
         r[f"{side.name}_wall_s"] = round(statistics.median(side.walls), 3)
         r[f"{side.name}_generation_tokens"] = side.results[0]["generation_tokens"]
         for name, result_field, *_ in METRICS[:3]:
-            r[f"{side.name}_{name}_spread"] = round(spread(side.values(result_field)), 3)
+            r[f"{side.name}_{name}_spread"] = round(_common.spread(side.values(result_field)), 3)
         r |= lag_figures(side.name, side.lags)
     r["within_target"] = {}
     for name, result_field, key, higher_is_better, _ in METRICS:
         ratio = r[f"{name}_ratio"] = round(r[f"trial_{key}"] / r[f"plain_{key}"], 3)
         best = max if higher_is_better else min
         r[f"{name}_ratio_best"] = round(best(trial.values(result_field)) / best(plain.values(result_field)), 3)
-        r[f"{name}_spread"] = round(max(spread(side.values(result_field)) for side in (plain, trial)), 3)
+        r[f"{name}_spread"] = round(max(_common.spread(side.values(result_field)) for side in (plain, trial)), 3)
         r["within_target"][f"{name}_ratio"] = ratio >= 1 - TARGET if higher_is_better else ratio <= 1 + TARGET
     r["wall_ratio"] = round(r["trial_wall_s"] / r["plain_wall_s"], 3)
     r["trial_output_check_s"] = round(statistics.median(trial.values("output_check_seconds")), 3)

@@ -22,10 +22,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-import _common  # noqa: F401 - puts the checkout on sys.path
+import _common
 import mlx_lm
 
-from bench.trial import PROMPT, SIZES, spread
+from bench.trial import PROMPT, SIZES
 from bot.services import trial_worker
 from bot.services.host import device_label
 from tests.fakes.tiny_model import params_of, tiny_llama_files, write_model
@@ -68,7 +68,7 @@ def main(size: str, reps: int, max_tokens: int) -> dict:
     plain, worker = (statistics.median(sides[n]) for n in ("plain", "worker"))
     return {"params": params_of(files), "device": device_label(), "reps": reps,
             "max_tokens": max_tokens, "plain_generation_tps": round(plain, 2), "worker_generation_tps": round(worker, 2),
-            "plain_spread": round(spread(sides["plain"]), 3), "worker_spread": round(spread(sides["worker"]), 3),
+            "plain_spread": round(_common.spread(sides["plain"]), 3), "worker_spread": round(_common.spread(sides["worker"]), 3),
             "generation_tps_ratio": round(worker / plain, 3),
             "ratio_best": round(max(sides["worker"]) / max(sides["plain"]), 3)}
 

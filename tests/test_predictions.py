@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.core.canrun_forecast import forecast
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks, tally
 from bot.services import predictions as game
 from bot.services.predictions import Refused
@@ -544,3 +545,95 @@ def test_member_stats_agree_with_the_pure_scoring_functions(history, rnd):
     assert got.settled == len(forecasts) and got.correct == sum(f.correct for f in forecasts)
     assert got.accuracy == accuracy_of(counts)
     assert got.mean_brier == pytest.approx(mean_brier_of(counts)) if forecasts else got.mean_brier is None
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("predict"), st.sampled_from([7, 8, 9]), st.integers(0, 2), st.booleans(), st.integers(50, 99),
+              st.booleans()),
+    st.tuples(st.just("verdict"), st.integers(0, 2), st.booleans(), st.sampled_from([0, 25])),
+    st.tuples(st.just("trial"), st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("season")),
+    st.tuples(st.just("round"), st.booleans(), st.booleans(), st.booleans()),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_OPS, max_size=30))
+def test_the_triggers_keep_standings_and_tallies_as_a_rebuild_would(ops):
+    """Whatever happens in whatever order (late settlements, trials overturning verdicts, voids, seasons, peeks),
+    the standings and tallies the triggers keep equal a rebuild from the predictions, and each member's streaks
+    equal scoring.streaks over their scoring predictions in settlement order."""
+
+    async def play():
+        with tempfile.TemporaryDirectory() as tmp:
+            store = await Store.open(Path(tmp) / "db.sqlite3")
+            try:
+                return await play_in(store)
+            finally:
+                await store.close()
+
+    async def play_in(store):
+        await store.migrate()
+        now, rounds = T, 0
+        for repo, verdict in (("o/r0", "loads"), ("o/r1", "unsupported_architecture")):  # o/r2: canrun has none
+            await game.record_forecast(store, guild_id=GUILD, repo_id=repo, round_id=None,
+                                       forecast=forecast(verdict, {}), at=T)
+        for op in ops:
+            now += 10
+            try:
+                if op[0] == "predict":
+                    _, user, repo, will_load, confidence, peek = op
+                    if peek:
+                        await saw_verdict(store, user, f"o/r{repo}", now - 1)
+                    await predict(store, user, f"o/r{repo}", will_load, confidence, at=now)
+                elif op[0] in ("verdict", "trial"):
+                    guild, back = (GUILD, op[3]) if op[0] == "verdict" else (None, 0)
+                    await game.settle_repo(store, guild, f"o/r{op[1]}", op[2], op[0], at=now - back)
+                elif op[0] == "season":
+                    if await game.active_season(store, GUILD):
+                        await game.end_season(store, GUILD, at=now)
+                    else:
+                        await game.start_season(store, GUILD, f"s{now}", at=now)
+                else:
+                    _, first, second, void = op
+                    rounds += 1
+                    # a voided repo alone in its round was its members' latest settlement
+                    repos = [f"o/round{rounds}-a"] + ([] if void else ["o/r0"])
+                    rnd = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=repos, at=now)
+                    for repo in repos:
+                        await game.record_forecast(store, guild_id=GUILD, repo_id=repo, round_id=rnd.id,
+                                                   forecast=forecast("loads", {}), fit="too_large", at=now)
+                    for user in (7, 8, 9):
+                        for k, repo in enumerate(repos):
+                            await predict(store, user, repo, (user + k) % 2 == 0, 50 + user * 3 + k,
+                                          round_id=rnd.id, at=now + 1)
+                    await game.close_round(store, rnd.id, at=now + 2)
+                    outcomes = dict(zip(repos, [(first, "verdict"), (second, "verdict")][:len(repos)], strict=True))
+                    await game.reveal_round(store, rnd.id, outcomes, at=now + 3)
+                    if void:
+                        await game.void_round_repo(store, rnd.id, repos[0], reason="test", voided_by=1,
+                                                   at=now + 4)
+            except Refused:
+                pass
+        stats = {}
+        seasons = [r[0] for r in await table(store, "SELECT id FROM seasons WHERE guild_id = ?", (GUILD,))]
+        for user in (7, 8, 9):
+            for season in (None, *seasons):
+                got = await game.member_stats(store, GUILD, user, season_id=season, min_settled=1)
+                flags = await table(store, "SELECT will_load = outcome FROM predictions WHERE guild_id = ?"
+                                           " AND user_id = ? AND status = 'settled' AND points IS NOT NULL"
+                                           " AND (? IS NULL OR season_id = ?) ORDER BY settled_at, id",
+                                    (GUILD, user, season, season))
+                stats[user, season] = ((got.current_streak, got.best_streak, got.settled),
+                                       (*streaks(f[0] for f in flags), len(flags)))
+        kept = [await table(store, f"SELECT * FROM {name} WHERE guild_id = ? ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                            (GUILD,)) for name in ("standings", "member_tallies")]
+        await game.rebuild_standings(store, GUILD)
+        rebuilt = [await table(store, f"SELECT * FROM {name} WHERE guild_id = ? ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                               (GUILD,)) for name in ("standings", "member_tallies")]
+        return kept, rebuilt, stats
+
+    kept, rebuilt, stats = asyncio.run(play())
+    assert kept == rebuilt
+    for got, expected in stats.values():
+        assert got == expected

@@ -1,6 +1,7 @@
 """The prediction game over the store: placements, locks, rounds, settlement, seasons, leaderboard, stats.
 
-One module per job (records, sightings, placing, settlement, rounds, seasons, standings); this package exports
+One module per job (records, sightings, placing, settlement, rounds, seasons, standings and their upkeep);
+this package exports
 their public names, so callers write `from bot.services import predictions as game` and `game.settle_repo(...)`.
 
 How the bot drives it (every write is one transaction; nothing here knows Discord):
@@ -48,7 +49,8 @@ from bot.services.predictions.placing import (
     get_prediction, lock_repo, place_prediction, prediction_history, release_stale_locks, unlock_repo,
 )
 from bot.services.predictions.seasons import active_season, end_season, season_by_name, start_season
-from bot.services.predictions.settlement import rebuild_standings, settle_repo
+from bot.services.predictions.settlement import settle_repo
+from bot.services.predictions.upkeep import rebuild_standings
 from bot.services.predictions.rounds import (
     close_round, current_round, get_round, latest_round, open_round, reveal_round, round_results,
     void_round_repo,

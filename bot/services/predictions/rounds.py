@@ -12,7 +12,8 @@ from bot.services.predictions.records import (
     fetch_all, fetch_one, record_history,
 )
 from bot.services.predictions.seasons import season_at
-from bot.services.predictions.settlement import refresh_group, refresh_standings, score_rows
+from bot.services.predictions.settlement import refresh_group, score_rows
+from bot.services.predictions.upkeep import refresh_stale_streaks
 from bot.services.store import Store
 
 
@@ -102,7 +103,7 @@ async def _settle_round(db: aiosqlite.Connection, rnd: Round, outcomes: Mapping[
                          (outcome, source, rnd.id, repo_id))
         users |= {r["user_id"] for r in rows} | await refresh_group(db, rnd.guild_id, repo_id, rnd.id)
     await db.execute("UPDATE rounds SET status = 'revealed', revealed_at = ? WHERE id = ?", (at, rnd.id))
-    await refresh_standings(db, rnd.guild_id, users)
+    await refresh_stale_streaks(db, rnd.guild_id, users)
 
 
 async def round_results(store: Store, round_id: int) -> RoundResults:
@@ -141,7 +142,7 @@ async def void_round_repo(store: Store, round_id: int, repo_id: str, *, reason: 
                                (round_id, repo_id))
         await void_forecast(db, round_id, repo_id)
         await record_history(db, [r["id"] for r in rows], "voided", at)
-        await refresh_standings(db, rnd.guild_id, {r["user_id"] for r in rows})
+        await refresh_stale_streaks(db, rnd.guild_id, {r["user_id"] for r in rows})
     return len(rows)
 
 

@@ -4,19 +4,16 @@ leaderboard totals that follow."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
 from bot.core.scoring import brier_points, group_relative_points, points_vs, probability_of_loads
-from bot.services.predictions.forecasts import (
-    canrun_in_group, forecasts_follow_trial, rebuild_canrun_standings, settle_open_forecast,
-)
-from bot.services.predictions.records import (
-    ALL_TIME, Settlement, Source, at_or_now, check_source, fetch_all, record_history,
-)
+from bot.services.predictions.forecasts import canrun_in_group, forecasts_follow_trial, settle_open_forecast
+from bot.services.predictions.records import Settlement, Source, at_or_now, check_source, fetch_all, record_history
 from bot.services.predictions.seasons import season_at
+from bot.services.predictions.upkeep import refresh_stale_streaks
 from bot.services.store import Store
 
 
@@ -67,7 +64,7 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
         users |= {r["user_id"] for r in due}
     for round_id in groups:
         users |= await refresh_group(db, guild_id, repo_id, round_id)
-    await refresh_standings(db, guild_id, users)
+    await refresh_stale_streaks(db, guild_id, users)
     return Settlement(len(due), confirmed, resettled)
 
 
@@ -78,8 +75,12 @@ async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], outcome: boo
     if not rows:
         return
     points = [None if r["peeked"] else _points(bool(r["will_load"]), r["confidence"], outcome) for r in rows]
+    # the model's kind comes with the settlement (refresh_group would set it next): each change of a settled
+    # prediction moves its member's tallies, by trigger, so one write instead of two
     settle = ("UPDATE predictions SET status = 'settled', outcome = ?, settled_by = ?, settled_at = ?, points = ?,"
-              " relative_points = NULL, vs_canrun = NULL")
+              " relative_points = NULL, vs_canrun = NULL, kind = (SELECT f.kind FROM canrun_forecasts f"
+              " WHERE f.guild_id = predictions.guild_id AND f.repo_id = predictions.repo_id"
+              " AND COALESCE(f.round_id, 0) = COALESCE(predictions.round_id, 0))")
     if resettle:  # the season stays the one of the first settlement
         await db.executemany(settle + ", resettled = 1 WHERE id = ?",
                              [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows, strict=True)])
@@ -113,39 +114,17 @@ async def _round_repos_follow_trial(db: aiosqlite.Connection, guild_id: int, rep
 async def refresh_group(db: aiosqlite.Connection, guild_id: int, repo_id: str, round_id: int | None) -> set[int]:
     """Recompute the relative points of one group (guild, repo, round), against its median and against canrun's
     forecast there (which is in neither the group nor its median); its predictions take the model's kind from
-    canrun's forecast. Returns its members."""
-    rows = await fetch_all(db, "SELECT id, user_id, points FROM predictions WHERE repo_id = ? AND guild_id = ?"
-                               " AND round_id IS ? AND status = 'settled' AND points IS NOT NULL",
-                           (repo_id, guild_id, round_id))
+    canrun's forecast. Writes only the rows that change (each write moves the standings, by trigger). Returns the
+    group's members."""
+    rows = await fetch_all(db, "SELECT id, user_id, points, relative_points, vs_canrun, kind FROM predictions"
+                               " WHERE repo_id = ? AND guild_id = ? AND round_id IS ? AND status = 'settled'"
+                               " AND points IS NOT NULL", (repo_id, guild_id, round_id))
     relative = group_relative_points([r["points"] for r in rows])
     canrun, kind = await canrun_in_group(db, guild_id, repo_id, round_id)
-    await db.executemany("UPDATE predictions SET relative_points = ?, vs_canrun = ?, kind = ? WHERE id = ?",
-                         [(round(rel, 3), None if canrun is None else round(points_vs(r["points"], canrun), 2),
-                           kind, r["id"]) for rel, r in zip(relative, rows, strict=True)])
+    changed = []
+    for rel, r in zip(relative, rows, strict=True):
+        now = (round(rel, 3), None if canrun is None else round(points_vs(r["points"], canrun), 2), kind)
+        if now != (r["relative_points"], r["vs_canrun"], r["kind"]):
+            changed.append((*now, r["id"]))
+    await db.executemany("UPDATE predictions SET relative_points = ?, vs_canrun = ?, kind = ? WHERE id = ?", changed)
     return {r["user_id"] for r in rows}
-
-
-async def refresh_standings(db: aiosqlite.Connection, guild_id: int, users: Collection[int] | None) -> None:
-    """Recompute the leaderboard totals of these members (the whole guild's when None), all time and per season."""
-    if users is not None and not users:
-        return
-    only = "" if users is None else " AND user_id IN (SELECT value FROM json_each(:users))"
-    args = {"guild": guild_id, "users": json.dumps(sorted(users or ())), "all_time": ALL_TIME}
-    await db.execute("DELETE FROM standings WHERE guild_id = :guild" + only, args)
-    for scope, seasoned, by_season in ((":all_time", "", ""),
-                                       ("season_id", " AND season_id IS NOT NULL", ", season_id")):
-        await db.execute(
-            "INSERT INTO standings (guild_id, season_id, user_id, points, relative_points, settled, correct,"
-            f" reached_at, vs_canrun) SELECT guild_id, {scope}, user_id, ROUND(SUM(points), 2),"
-            " ROUND(TOTAL(relative_points), 3), COUNT(*), SUM(will_load = outcome), MAX(settled_at),"
-            " ROUND(TOTAL(vs_canrun), 2) FROM predictions"
-            f" WHERE guild_id = :guild AND status = 'settled' AND points IS NOT NULL{only}{seasoned}"
-            f" GROUP BY user_id{by_season}", args)
-
-
-async def rebuild_standings(store: Store, guild_id: int) -> None:
-    """Recompute every leaderboard total of a guild, canrun's row too, from its predictions and canrun's forecasts
-    (after a bulk import, or to check)."""
-    async with store.transaction() as db:
-        await refresh_standings(db, guild_id, None)
-        await rebuild_canrun_standings(db, guild_id)

@@ -2,17 +2,18 @@
 
 Scenario: random Llamas (tied embeddings, 32k vocabulary, real safetensors and tokenizer files) of about 25M,
 100M, 400M and 1B parameters, in bf16 and MLX 4-bit, each loaded with mlx_lm.load and measured with
-mlx_lm.stream_generate on this machine (an untimed warm-up first, then the median of up to --reps runs, as many
-as fit in 20 s, one at least). Then, for each
-model, the estimator is calibrated on the other models' measurements (bot.core.speed.calibrate, which fits the
+mlx_lm.stream_generate on this machine: all of a round's models loaded at once, warmed up untimed, then measured in
+turns (a run of each, the next pass in the other order) so that this machine's drift hits them alike; each
+model's median of up to --reps runs (another run only while its runs took less than 20 s, one at least). Then, for
+each model, the estimator is calibrated on the other models' measurements (bot.core.speed.calibrate, which fits the
 same weight format first, as it does with a host's trials) and predicts the left-out one. Beside it:
   naive   the rule most tools use: memory bandwidth / weight bytes x 0.5 (bandwidth as canrun finds it here:
-          Apple's table on a Mac, else a probe with mlx)
+          Apple's table on a Mac, else a probe with mlx: then the median of probes between the round's passes)
   prior   canrun's own answer with no trials at all (the "estimated" label)
 Errors are (predicted - measured) / measured. The whole measurement runs --rounds times (default 3; the models are
-built once, measured again each round in alternating order, and a probed bandwidth is probed again), so that each
-model's comparison with the naive rule comes with its range over the rounds. Target: median |error| <= 15 % and
-below the naive rule's on every model (each model's median over the rounds).
+built once and measured again each round, the turns in the other order), so that each model's comparison with
+the naive rule comes with its range over the rounds. Target: median |error| <= 15 % and below the naive rule's on
+every model (each model's median over the rounds).
 
 Run: `python bench/speed.py` (or `make bench`); `--reps N` (default 5), `--max-tokens N` (default 8),
 `--sizes 25M,100M` to run fewer, `--rounds N`. The last line is one JSON object:
@@ -61,27 +62,21 @@ NAIVE_EFFICIENCY = 0.5
 ROUNDS = 3  # each model measured this many times: "better than naive" must hold beyond one run's noise
 
 
-def measure(path: Path, reps: int, max_tokens: int) -> tuple[dict, int]:
-    """Median generation and prompt tokens/s of up to `reps` runs after a warm-up (fewer once REP_BUDGET_S is
-    spent: a 25M model gets several cheap runs, a 1B 4-bit one on a CPU one), and the bytes mlx holds."""
-    model, tokenizer = mlx_lm.load(str(path))
-    weights = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
-    tokens = tokenizer.encode(PROMPT)
-    for _ in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=2):  # warm-up
+def run_once(loaded: dict, max_tokens: int):
+    """One timed generation; the last response carries mlx-lm's own tokens/s."""
+    for last in mlx_lm.stream_generate(loaded["model"], loaded["tokenizer"], loaded["tokens"],  # noqa: B007 - kept
+                                       max_tokens=max_tokens):
         pass
-    runs, started = [], time.perf_counter()
-    while len(runs) < reps and (not runs or time.perf_counter() - started < REP_BUDGET_S):
-        for last in mlx_lm.stream_generate(model, tokenizer, tokens, max_tokens=max_tokens):  # noqa: B007 - kept
-            pass
-        runs.append(last)
-    del model
-    mx.clear_cache()
-    return {
-        "generation_tps": statistics.median(r.generation_tps for r in runs),
-        "prompt_tps": statistics.median(r.prompt_tps for r in runs),
-        "prompt_tokens": runs[0].prompt_tokens,
-        "generation_tokens": runs[0].generation_tokens,
-    }, weights
+    return last
+
+
+def load(path: Path) -> dict:
+    """The model loaded with mlx_lm.load, warmed up (untimed), and the bytes mlx holds for it."""
+    model, tokenizer = mlx_lm.load(str(path))
+    loaded = {"model": model, "tokenizer": tokenizer, "tokens": tokenizer.encode(PROMPT),
+              "weights": sum(v.nbytes for _, v in tree_flatten(model.parameters()))}
+    run_once(loaded, 2)
+    return loaded
 
 
 def kv_per_token(shape: dict) -> int:
@@ -113,18 +108,40 @@ def leave_one_out(samples: dict[str, speed.Sample], host: HostBandwidth) -> dict
     return rows
 
 
-def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: bool) -> dict[str, speed.Sample]:
+def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: bool,
+                  probe: bool) -> tuple[dict[str, speed.Sample], float | None]:
+    """Every model of the round loaded at once and measured in turns: one run of each, then the next pass in the
+    other order, so that this machine's drift (up to 2x over minutes) hits every model, and the bandwidth probe
+    between passes, alike. A model gets another run while its runs have taken less than REP_BUDGET_S (a 25M
+    model gets --reps cheap runs, a 1B 4-bit one on a CPU one). Returns each model's median and, when `probe`, the
+    median bandwidth probed between passes."""
+    order = list(reversed(models)) if backwards else list(models)
+    loaded = {key: load(models[key]["path"]) for key in order}
+    runs: dict[str, list] = {key: [] for key in order}
+    spent = dict.fromkeys(order, 0.0)
+    probes = []
+    for rep in range(args.reps):
+        for key in (order if rep % 2 == 0 else reversed(order)):
+            if runs[key] and spent[key] >= REP_BUDGET_S:
+                continue
+            started = time.perf_counter()
+            runs[key].append(run_once(loaded[key], args.max_tokens))
+            spent[key] += time.perf_counter() - started
+        if probe:
+            probes.append(probe_bandwidth())
     samples = {}
-    for key in (reversed(models) if backwards else models):  # alternated: drift hits every model alike
-        m = models[key]
-        result, weights = measure(m["path"], args.reps, args.max_tokens)
-        context = result["prompt_tokens"] + result["generation_tokens"]
+    for key in models:
+        m, done = models[key], runs[key]
+        generation_tps = statistics.median(r.generation_tps for r in done)
+        context = done[0].prompt_tokens + done[0].generation_tokens
         samples[key] = speed.Sample(
-            weights + kv_per_token(SIZES[m["size"]]) * context, result["generation_tps"],
-            speed.QUANTIZED if m["bits"] else speed.FLOAT, m["params"], result["prompt_tokens"],
-            result["prompt_tps"], key)
-        print(f"measured {key}: {result['generation_tps']:.2f} tok/s", file=sys.stderr, flush=True)
-    return dict(sorted(samples.items(), key=lambda kv: list(models).index(kv[0])))
+            loaded[key]["weights"] + kv_per_token(SIZES[m["size"]]) * context, generation_tps,
+            speed.QUANTIZED if m["bits"] else speed.FLOAT, m["params"], done[0].prompt_tokens,
+            statistics.median(r.prompt_tps for r in done), key)
+        print(f"measured {key}: {generation_tps:.2f} tok/s ({len(done)} runs)", file=sys.stderr, flush=True)
+    del loaded
+    mx.clear_cache()
+    return samples, (statistics.median(probes) if probes else None)
 
 
 def main() -> int:
@@ -148,9 +165,10 @@ def main() -> int:
                                "path": write_model(Path(tmp) / key.replace(" ", "-"), files)}
                 del files
         for i in range(args.rounds):
-            round_host = HostBandwidth(host.device, probe_bandwidth(), host.basis, True) if probed and i else host
+            samples, bandwidth = measure_round(models, args, backwards=i % 2 == 1, probe=probed)
+            round_host = HostBandwidth(host.device, bandwidth, host.basis, True) if bandwidth else host
             hosts.append(round_host)
-            rounds.append(leave_one_out(measure_round(models, args, backwards=i % 2 == 1), round_host))
+            rounds.append(leave_one_out(samples, round_host))
 
     def abs_median(values) -> float:
         return round(statistics.median(abs(v) for v in values), 1)
@@ -158,7 +176,8 @@ def main() -> int:
     print(f"{host.device}; bandwidth {host.basis}. Leave-one-out: each model predicted from the others, "
           f"{args.rounds} rounds (each measures every model again{' and probes the bandwidth again' if probed else ''}).")
     for i, (rows, round_host) in enumerate(zip(rounds, hosts, strict=True), start=1):
-        print(f"\nround {i} (bandwidth {round_host.bandwidth_bps / 1e9:.2f} GB/s)")
+        print(f"\nround {i} (bandwidth {round_host.bandwidth_bps / 1e9:.2f} GB/s"
+              f"{', the median of probes between its passes' if round_host.probed else ''})")
         print(f"{'model':<12}{'bytes/token':>13}{'measured':>10}{'predicted':>11}{'error':>9}{'naive':>10}"
               f"{'naive err':>11}{'prior err':>11}{'prompt err':>12}")
         for key, r in rows.items():

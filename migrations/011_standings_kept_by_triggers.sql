@@ -19,6 +19,32 @@ UPDATE standings SET vs_canrun_settled = (
     AND p.user_id = standings.user_id AND p.status = 'settled' AND p.points IS NOT NULL
     AND (standings.season_id = 0 OR p.season_id = standings.season_id));
 CREATE INDEX standings_stale_streaks ON standings (guild_id, user_id) WHERE current_streak IS NULL;
+-- The streaks of the members already there: each run of right predictions starts after a wrong one (run
+-- numbers count the wrong ones so far, in settlement order); the current streak is the last run's length.
+WITH scoring AS (
+    SELECT guild_id, user_id, 0 AS season_id, will_load = outcome AS ok, settled_at, id FROM predictions
+    WHERE status = 'settled' AND points IS NOT NULL
+    UNION ALL
+    SELECT guild_id, user_id, season_id, will_load = outcome, settled_at, id FROM predictions
+    WHERE status = 'settled' AND points IS NOT NULL AND season_id IS NOT NULL
+), numbered AS (
+    SELECT *, SUM(1 - ok) OVER w AS run, ROW_NUMBER() OVER (
+           PARTITION BY guild_id, user_id, season_id ORDER BY settled_at DESC, id DESC) AS from_last
+    FROM scoring WINDOW w AS (PARTITION BY guild_id, user_id, season_id ORDER BY settled_at, id)
+), runs AS (
+    SELECT guild_id, user_id, season_id, run, SUM(ok) AS length FROM numbered
+    GROUP BY guild_id, user_id, season_id, run
+), members AS (
+    SELECT r.guild_id, r.user_id, r.season_id, MAX(r.length) AS best,
+           (SELECT length FROM runs l WHERE l.guild_id = r.guild_id AND l.user_id = r.user_id
+            AND l.season_id = r.season_id ORDER BY l.run DESC LIMIT 1) AS current
+    FROM runs r GROUP BY r.guild_id, r.user_id, r.season_id
+)
+UPDATE standings SET current_streak = m.current, best_streak = m.best, last_settled_at = n.settled_at,
+                     last_id = n.id
+FROM members m JOIN numbered n ON n.guild_id = m.guild_id AND n.user_id = m.user_id
+                                  AND n.season_id = m.season_id AND n.from_last = 1
+WHERE standings.guild_id = m.guild_id AND standings.user_id = m.user_id AND standings.season_id = m.season_id;
 
 -- How many settled predictions a member has of each (kind of model, answer, confidence, outcome), all time
 -- (season_id 0) and per season: at most a few hundred rows, whatever the member's history. Peeked ones

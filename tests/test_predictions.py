@@ -4,6 +4,7 @@ leaderboard. Times are explicit (`at=`) so every rule about "before" and "after"
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from bot.core.canrun_forecast import forecast
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks, tally
 from bot.services import predictions as game
 from bot.services.predictions import Refused
-from bot.services.store import Store
+from bot.services.store import Store, discover_migrations
 
 GUILD, OTHER_GUILD = 1, 2
 T = 1_700_000_000.0
@@ -637,3 +638,43 @@ def test_the_triggers_keep_standings_and_tallies_as_a_rebuild_would(ops):
     assert kept == rebuilt
     for got, expected in stats.values():
         assert got == expected
+
+
+async def test_an_existing_game_carries_over_to_the_kept_standings(tmp_path):
+    """A database that migration 010 left (standings recomputed by the service, no tallies, no streaks stored):
+    migration 011 fills the tallies and streaks as a rebuild would, and the triggers take it from there."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    try:
+        await store.migrate([m for m in discover_migrations() if m.version <= 10])
+        rnd = random.Random(11)
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO seasons (id, guild_id, name, started_at, ended_at) VALUES (1, ?, 'S1', ?, ?)",
+                             (GUILD, T, T + 500))
+            for i in range(300):
+                settled_at = T + rnd.randrange(1000)  # ties too: settlement order is (settled_at, id)
+                peeked = rnd.random() < 0.1
+                will_load, confidence, outcome = rnd.random() < 0.5, rnd.randint(50, 99), rnd.random() < 0.5
+                points = None if peeked else round(25 - (100 - confidence if will_load == outcome else confidence) ** 2
+                                                    / 100, 2)
+                await db.execute(
+                    "INSERT INTO predictions (guild_id, user_id, repo_id, will_load, confidence, status, peeked,"
+                    " created_at, updated_at, outcome, settled_by, settled_at, points, relative_points, season_id,"
+                    " vs_canrun, kind) VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, 'verdict', ?, ?, ?, ?, ?, ?)",
+                    (GUILD, rnd.choice([7, 8, 9]), f"o/r{i}", will_load, confidence, peeked, T, T, outcome, settled_at,
+                     points, None if points is None else rnd.choice([0.5, -1.25]), 1 if settled_at < T + 500 else None,
+                     None if points is None or rnd.random() < 0.3 else 1.5, rnd.choice([None, "loads", "weights"])))
+            for scope, seasoned, by_season in (("0", "", ""), ("season_id", " AND season_id IS NOT NULL", ", season_id")):
+                await db.execute(  # what the service kept under migration 010
+                    "INSERT INTO standings (guild_id, season_id, user_id, points, relative_points, settled, correct,"
+                    f" reached_at, vs_canrun) SELECT guild_id, {scope}, user_id, ROUND(SUM(points), 2),"
+                    " ROUND(TOTAL(relative_points), 3), COUNT(*), SUM(will_load = outcome), MAX(settled_at),"
+                    " ROUND(TOTAL(vs_canrun), 2) FROM predictions WHERE status = 'settled' AND points IS NOT NULL"
+                    f"{seasoned} GROUP BY user_id{by_season}")
+        await store.migrate()
+        tables = ("standings", "member_tallies")
+        kept = [await table(store, f"SELECT * FROM {name} ORDER BY 1, 2, 3, 4, 5, 6, 7") for name in tables]
+        assert all(row[11] is not None for row in kept[0])  # no stale streak left
+        await game.rebuild_standings(store, GUILD)
+        assert kept == [await table(store, f"SELECT * FROM {name} ORDER BY 1, 2, 3, 4, 5, 6, 7") for name in tables]
+    finally:
+        await store.close()

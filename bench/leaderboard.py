@@ -9,8 +9,9 @@ and for one season, and 5 rounds of 5 repos x 100 members (500 predictions, and 
 closed and revealed.
 min_settled is 1 so every board is as long as it can be. Side by side: the all-time page computed by
 aggregating the predictions table directly, which is what the standings table saves; and /mystats of the most
-active member (about 8,300 settled predictions) against a row-per-prediction read of the same history (like the
-one member_stats made before it read one string of codes: the totals, then a row per settled prediction), alternated, in HEAVY_BLOCKS blocks of 20 runs each.
+active member (about 8,300 settled predictions) against a row-per-prediction read of the same history (what
+member_stats would cost without the standings and tallies that the database's triggers keep: the totals, then a
+row per settled prediction), alternated, in HEAVY_BLOCKS blocks of 20 runs each.
 
 Run: `python bench/leaderboard.py` (or `make bench`). The last line is one JSON object with the keys:
   users, predictions, seasons, runs                        scenario (runs: timed repetitions per query)
@@ -170,8 +171,9 @@ async def naive_page(store: Store) -> None:
 async def play_rounds(store: Store, rnd: random.Random,
                       active: list[int]) -> tuple[list[float], list[float], list[float]]:
     """ROUNDS rounds of ROUND_REPOS repos x ROUND_MEMBERS members drawn at random, then one played by the `active`
-    members (the most active ROUND_MEMBERS: a settlement recomputes its members' standings from their whole
-    history, so this is the costly round): placement times, reveal times, and the active round's reveal time (ms)."""
+    members (the most active ROUND_MEMBERS: a settlement that read its members' whole history would make this
+    the costly round; the triggers add each new prediction to the totals instead): placement times, reveal times,
+    and the active round's reveal time (ms)."""
     place_ms, reveal_ms = [], []
     at = T0 + SEASONS * SEASON_DAYS * DAY
     for k in range(ROUNDS + 1):

@@ -183,7 +183,7 @@ async def play_rounds(store: Store, rnd: random.Random,
             await game.record_forecast(store, guild_id=GUILD, repo_id=repo, round_id=r.id,
                                        forecast=forecast(rnd.choice(CANRUN_VERDICTS), {}), at=at)
         for user in (rnd.sample(range(1000, 1000 + USERS), ROUND_MEMBERS) if k < ROUNDS else active):
-            for repo in repos:
+            for repo in rnd.sample(repos, len(repos)):  # each member clicks the round's repos in their own order
                 t0 = time.perf_counter()
                 await game.place_prediction(store, guild_id=GUILD, user_id=user, repo_id=repo,
                                             will_load=rnd.random() < 0.5, confidence=rnd.randint(50, 99),

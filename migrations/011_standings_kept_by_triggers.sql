@@ -3,8 +3,10 @@
 -- Before, every settlement recomputed its members' standings from their whole history: a round played by the
 -- most active members cost a quarter of a second, and /mystats read a busy member's thousands of predictions
 -- again for each call. These triggers add or take out the one prediction that changed, so a settlement costs
--- the same whoever plays, and /mystats reads a few rows. Any write to predictions keeps them (the service's,
--- a bulk import's, a fix by hand); rebuild_standings still recomputes everything from the predictions.
+-- the same whoever plays, and /mystats reads a few rows. Inserts and updates of predictions keep them (the
+-- service's, a bulk import's, a fix by hand). Predictions are never deleted nor moved to another member or guild
+-- (migration 005), and no trigger follows that: after such a change by hand, or an INSERT OR REPLACE, call
+-- rebuild_standings, which recomputes everything from the predictions.
 
 -- Beside the totals: how many predictions have a vs-canrun score; the streaks (NULL: stale, after a change out of
 -- settlement order; the service reads them again from the history of the members it touched, before it commits)
@@ -20,7 +22,8 @@ UPDATE standings SET vs_canrun_settled = (
     AND (standings.season_id = 0 OR p.season_id = standings.season_id));
 CREATE INDEX standings_stale_streaks ON standings (guild_id, user_id) WHERE current_streak IS NULL;
 -- The streaks of the members already there: each run of right predictions starts after a wrong one (run
--- numbers count the wrong ones so far, in settlement order); the current streak is the last run's length.
+-- numbers count the wrong ones so far, in settlement order); the current streak is the length of the run that
+-- holds the member's last prediction (joined, not looked up per member: that would be quadratic).
 WITH scoring AS (
     SELECT guild_id, user_id, 0 AS season_id, will_load = outcome AS ok, settled_at, id FROM predictions
     WHERE status = 'settled' AND points IS NOT NULL
@@ -35,15 +38,14 @@ WITH scoring AS (
     SELECT guild_id, user_id, season_id, run, SUM(ok) AS length FROM numbered
     GROUP BY guild_id, user_id, season_id, run
 ), members AS (
-    SELECT r.guild_id, r.user_id, r.season_id, MAX(r.length) AS best,
-           (SELECT length FROM runs l WHERE l.guild_id = r.guild_id AND l.user_id = r.user_id
-            AND l.season_id = r.season_id ORDER BY l.run DESC LIMIT 1) AS current
-    FROM runs r GROUP BY r.guild_id, r.user_id, r.season_id
+    SELECT guild_id, user_id, season_id, MAX(length) AS best FROM runs GROUP BY guild_id, user_id, season_id
 )
-UPDATE standings SET current_streak = m.current, best_streak = m.best, last_settled_at = n.settled_at,
+UPDATE standings SET current_streak = l.length, best_streak = m.best, last_settled_at = n.settled_at,
                      last_id = n.id
 FROM members m JOIN numbered n ON n.guild_id = m.guild_id AND n.user_id = m.user_id
                                   AND n.season_id = m.season_id AND n.from_last = 1
+               JOIN runs l ON l.guild_id = n.guild_id AND l.user_id = n.user_id AND l.season_id = n.season_id
+                              AND l.run = n.run
 WHERE standings.guild_id = m.guild_id AND standings.user_id = m.user_id AND standings.season_id = m.season_id;
 
 -- How many settled predictions a member has of each (kind of model, answer, confidence, outcome), all time

@@ -605,7 +605,7 @@ def test_the_triggers_keep_standings_and_tallies_as_a_rebuild_would(ops):
                         await game.record_forecast(store, guild_id=GUILD, repo_id=repo, round_id=rnd.id,
                                                    forecast=forecast("loads", {}), fit="too_large", at=now)
                     for user in (7, 8, 9):
-                        for k, repo in enumerate(repos):
+                        for k, repo in (enumerate(repos) if user != 8 else reversed(list(enumerate(repos)))):
                             await predict(store, user, repo, (user + k) % 2 == 0, 50 + user * 3 + k,
                                           round_id=rnd.id, at=now + 1)
                     await game.close_round(store, rnd.id, at=now + 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import aiosqlite
@@ -91,17 +92,20 @@ async def _settle_round(db: aiosqlite.Connection, rnd: Round, outcomes: Mapping[
     if set(live) - outcomes.keys() or outcomes.keys() - {r.repo_id for r in rnd.repos}:
         raise ValueError(f"round {rnd.id} needs outcomes for exactly {sorted(live)}, got {sorted(outcomes)}")
     season_id = await season_at(db, rnd.guild_id, at)
-    users: set[int] = set()
+    for repo_id in live:
+        check_source(outcomes[repo_id][1])
+    # every repo's predictions at once, so that they are written in settlement order (id order: see score_rows)
+    rows = await fetch_all(db, "SELECT * FROM predictions WHERE round_id = ? AND repo_id IN"
+                               " (SELECT value FROM json_each(?)) AND status IN ('open', 'locked')",
+                           (rnd.id, json.dumps(live)))
+    await score_rows(db, rows, {repo_id: outcomes[repo_id] for repo_id in live}, at, season_id=season_id)
+    users: set[int] = {r["user_id"] for r in rows}
     for repo_id in live:
         outcome, source = outcomes[repo_id]
-        check_source(source)
-        rows = await fetch_all(db, "SELECT * FROM predictions WHERE round_id = ? AND repo_id = ?"
-                                   " AND status IN ('open', 'locked')", (rnd.id, repo_id))
-        await score_rows(db, rows, outcome, source, at, season_id=season_id)
         await settle_open_forecast(db, rnd.guild_id, repo_id, rnd.id, outcome, source, at, season_id)
         await db.execute("UPDATE round_repos SET outcome = ?, settled_by = ? WHERE round_id = ? AND repo_id = ?",
                          (outcome, source, rnd.id, repo_id))
-        users |= {r["user_id"] for r in rows} | await refresh_group(db, rnd.guild_id, repo_id, rnd.id)
+        users |= await refresh_group(db, rnd.guild_id, repo_id, rnd.id)
     await db.execute("UPDATE rounds SET status = 'revealed', revealed_at = ? WHERE id = ?", (at, rnd.id))
     await refresh_stale_streaks(db, rnd.guild_id, users)
 

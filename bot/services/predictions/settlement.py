@@ -4,7 +4,7 @@ leaderboard totals that follow."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiosqlite
@@ -47,7 +47,7 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
         agree = [r for r in provisional if bool(r["outcome"]) == outcome]
         overturn = [r for r in provisional if bool(r["outcome"]) != outcome]
         await _confirm(db, agree, at)
-        await score_rows(db, overturn, outcome, "trial", at, resettle=True)
+        await score_rows(db, overturn, {repo_id: (outcome, "trial")}, at, resettle=True)
         await _round_repos_follow_trial(db, guild_id, repo_id, outcome, at)
         confirmed, resettled = len(agree), len(overturn)
         groups |= {r["round_id"] for r in overturn}
@@ -56,7 +56,7 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
     due = await fetch_all(db, "SELECT * FROM predictions WHERE repo_id = ? AND guild_id = ? AND round_id IS NULL"
                               " AND status IN ('open', 'locked') AND updated_at < ?", (repo_id, guild_id, at))
     season_id = await season_at(db, guild_id, at)
-    await score_rows(db, due, outcome, source, at, season_id=season_id)
+    await score_rows(db, due, {repo_id: (outcome, source)}, at, season_id=season_id)
     canrun_settled = await settle_open_forecast(db, guild_id, repo_id, None, outcome, source, at, season_id,
                                                 made_before=at)
     if due or canrun_settled:
@@ -68,25 +68,31 @@ async def _settle_in_guild(db: aiosqlite.Connection, guild_id: int, repo_id: str
     return Settlement(len(due), confirmed, resettled)
 
 
-async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], outcome: bool, source: str, at: float, *,
-                     season_id: int | None = None, resettle: bool = False) -> None:
-    """Settle (or re-settle) these predictions. Points are exact hundredths (25 − k²/100), so rounding only
-    removes float noise and equal totals compare equal."""
+async def score_rows(db: aiosqlite.Connection, rows: Sequence[Any], judged: Mapping[str, tuple[bool, str]],
+                     at: float, *, season_id: int | None = None, resettle: bool = False) -> None:
+    """Settle (or re-settle) these predictions by `judged`: repo -> (outcome, source). Points are exact hundredths
+    (25 - k^2/100), so rounding only removes float noise and equal totals compare equal. Written in id order,
+    which is settlement order at one time: each one then extends its member's streaks where they stand instead
+    of making them stale (the triggers of migration 011)."""
     if not rows:
         return
-    points = [None if r["peeked"] else _points(bool(r["will_load"]), r["confidence"], outcome) for r in rows]
+    rows = sorted(rows, key=lambda r: r["id"])
+    outcomes = [judged[r["repo_id"]] for r in rows]
+    points = [None if r["peeked"] else _points(bool(r["will_load"]), r["confidence"], outcome)
+              for r, (outcome, _) in zip(rows, outcomes, strict=True)]
     # the model's kind comes with the settlement (refresh_group would set it next): each change of a settled
     # prediction moves its member's tallies, by trigger, so one write instead of two
     settle = ("UPDATE predictions SET status = 'settled', outcome = ?, settled_by = ?, settled_at = ?, points = ?,"
               " relative_points = NULL, vs_canrun = NULL, kind = (SELECT f.kind FROM canrun_forecasts f"
               " WHERE f.guild_id = predictions.guild_id AND f.repo_id = predictions.repo_id"
               " AND COALESCE(f.round_id, 0) = COALESCE(predictions.round_id, 0))")
+    each = zip(outcomes, points, rows, strict=True)
     if resettle:  # the season stays the one of the first settlement
         await db.executemany(settle + ", resettled = 1 WHERE id = ?",
-                             [(outcome, source, at, p, r["id"]) for p, r in zip(points, rows, strict=True)])
+                             [(outcome, source, at, p, r["id"]) for (outcome, source), p, r in each])
     else:
         await db.executemany(settle + ", season_id = ? WHERE id = ?",
-                             [(outcome, source, at, p, season_id, r["id"]) for p, r in zip(points, rows, strict=True)])
+                             [(outcome, source, at, p, season_id, r["id"]) for (outcome, source), p, r in each])
     await record_history(db, [r["id"] for r in rows], "resettled" if resettle else "settled", at)
 
 

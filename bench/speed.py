@@ -91,7 +91,7 @@ def leave_one_out(samples: dict[str, speed.Sample], host: HostBandwidth) -> dict
     for key, s in samples.items():
         others = [o for k, o in samples.items() if k != key]
         model = speed.calibrate(others, s.fmt, prior)
-        predicted = model.generation_tps(s.bytes_per_token).point
+        predicted = model.generation_tps(s.bytes_per_token, s.layers).point
         naive = host.bandwidth_bps / (s.bytes_per_token) * NAIVE_EFFICIENCY
         prompt = model.prompt_tps(s.active_params, s.prompt_tokens).point
         rows[key] = {
@@ -137,7 +137,7 @@ def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: 
         samples[key] = speed.Sample(
             loaded[key]["weights"] + kv_per_token(SIZES[m["size"]]) * context, generation_tps,
             speed.QUANTIZED if m["bits"] else speed.FLOAT, m["params"], done[0].prompt_tokens,
-            statistics.median(r.prompt_tps for r in done), key)
+            statistics.median(r.prompt_tps for r in done), key, layers=SIZES[m["size"]]["layers"])
         print(f"measured {key}: {generation_tps:.2f} tok/s ({len(done)} runs)", file=sys.stderr, flush=True)
     del loaded
     mx.clear_cache()

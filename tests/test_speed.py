@@ -31,6 +31,42 @@ def test_the_fit_recovers_overhead_and_bandwidth_of_exact_trials():
     assert model.basis == "4 trials of 16/32-bit models on this host"
 
 
+def deep_samples(per_layer: float, bandwidth: float, models: list[tuple[float, int]]) -> list[Sample]:
+    """Trials on a GPU-like host: the overhead is per layer (layers + 1 for the head), whatever a layer's size."""
+    return [Sample(b, 1 / (per_layer * (layers + 1) + b / bandwidth), FLOAT, repo=f"org/d{i}", layers=layers)
+            for i, (b, layers) in enumerate(models)]
+
+
+def test_a_deeper_model_pays_more_overhead_when_the_trials_know_their_depth():
+    # the shapes of bench/speed.py: a 24-layer 400M model is slower here than a 16-layer 1B one
+    trials = deep_samples(1e-4, 2e12, [(43e6, 6), (200e6, 12), (1e9, 16)])
+    model = speed.calibrate(trials, FLOAT, PRIOR)
+    assert model.generation.per_layer and model.basis == "3 trials of 16/32-bit models on this host, per layer"
+    assert model.generation.a == pytest.approx(1e-4) and 1 / model.generation.b == pytest.approx(2e12)
+    deep, shallow = model.generation_tps(800e6, 24).point, model.generation_tps(2e9, 16).point
+    assert deep == pytest.approx(1 / (25e-4 + 800e6 / 2e12)) and deep < shallow
+    # a model of unknown depth gets the trials' mean overhead; the line for a model of known depth folds it in
+    assert model.generation_tps(800e6).point == pytest.approx(1 / (1e-4 * (7 + 13 + 17) / 3 + 800e6 / 2e12))
+    assert model.point_line(24) == pytest.approx((25e-4, 1 / 2e12))
+    # one trial without its depth (recorded before depths were): the overhead is per token, as before
+    mixed = trials + [Sample(400e6, 1 / (1e-4 * 25 + 400e6 / 2e12), FLOAT, repo="org/old")]
+    assert not speed.calibrate(mixed, FLOAT, PRIOR).generation.per_layer
+
+
+def test_the_depth_travels_from_the_config_to_the_report_and_back_as_a_sample():
+    inputs = speed.SpeedInputs({"as_is": 2_000_000_000}, FLOAT, 1_000_000_000, 1.0, 0, layers=16)
+    model = speed.calibrate(deep_samples(1e-4, 2e12, [(43e6, 6), (200e6, 12), (8e8, 24)]), FLOAT, PRIOR)
+    report = speed.SpeedReport.from_json(speed.report(inputs, {FLOAT: model, QUANTIZED: PRIOR}, device="d",
+                                                      context_tokens=0, prompt_tokens=512).to_json())
+    assert report.layers == 16 and report.line == pytest.approx((17e-4, 1 / 2e12))
+    facts = report.to_json()
+    sample = speed.sample_of(facts, {"generation_tps": 400.0, "prompt_tokens": 0, "generation_tokens": 0})
+    assert sample.layers == 16 and sample.bytes_per_token == 2e9
+    assert speed.sample_of({**facts, "layers": True}, {"generation_tps": 400.0}).layers is None
+    assert speed.trial_prediction(report, {"generation_tps": 400.0})["predicted_tps"] == round(
+        1 / (17e-4 + 2e9 / 2e12), 2)
+
+
 def test_a_negative_overhead_is_refitted_through_the_origin():
     a, b = speed.fit_line([1.0, 2.0, 3.0], [0.5, 2.0, 3.5])  # least squares would give a = -1
     assert a == 0.0 and b == pytest.approx((0.5 + 4 + 10.5) / 14)

@@ -57,7 +57,7 @@ def test_trials_on_this_host_calibrate_and_a_trial_of_the_repo_is_measured(cli):
     v = check_json(cli, "mistralai/Mistral-7B-v0.1")
     speed = v["speed"]
     assert (speed["label"], speed["samples"], speed["format"]) == ("calibrated", 2, "float")
-    assert speed["basis"] == "2 trials of models of any format on this host"  # no bf16 trial yet
+    assert speed["basis"] == "2 trials of models of any format on this host, per layer"  # no bf16 trial yet
     # bf16 Mistral reads about four times the bytes of the 4-bit Llama that made 20 tok/s; its 4-bit conversion
     # about as many.
     assert 0 < speed["variants"]["as_is"]["generation_tps"]["point"] < 8

@@ -23,7 +23,7 @@ PACKED_DTYPES = {"U32", "I32"}
 def kv_cache_bytes(config: dict[str, Any], context_tokens: int) -> int:
     """fp16 K and V for every layer at `context_tokens`. Unknown shapes count as zero."""
     cfg = config.get("text_config") or config
-    layers = _first_int(cfg, "num_hidden_layers", "n_layers", "num_layers", "n_layer")
+    layers = layer_count(config)
     heads = _first_int(cfg, "num_attention_heads", "n_heads", "n_head")
     kv_heads = _first_int(cfg, "num_key_value_heads", "n_kv_heads", "num_kv_heads") or heads
     hidden = _first_int(cfg, "hidden_size", "d_model", "n_embd")
@@ -31,6 +31,11 @@ def kv_cache_bytes(config: dict[str, Any], context_tokens: int) -> int:
     if not (layers and kv_heads and head_dim):
         return 0
     return 2 * layers * kv_heads * head_dim * context_tokens * 2
+
+
+def layer_count(config: dict[str, Any]) -> int | None:
+    """The model's transformer layers, under the names configs use (text_config first for VLMs)."""
+    return _first_int(config.get("text_config") or config, "num_hidden_layers", "n_layers", "num_layers", "n_layer")
 
 
 def _first_int(cfg: dict[str, Any], *keys: str) -> int | None:

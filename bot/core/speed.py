@@ -2,11 +2,15 @@
 
 Generating one token reads every active weight and the KV cache once, so
     seconds per token = overhead + bytes read per token / effective bandwidth.
-The overhead (Python, kernel launches, sampling) dominates tiny models; the bandwidth term large ones. Both
-numbers are fitted by least squares to the trials this host has run (`calibrate`), per weight format: on a
-GPU 4-bit and 16-bit weights stream at about the same bytes/s, but MLX's CPU kernels for quantized weights
-are compute bound, so one line per format is what holds everywhere. Without two trials the prior is the
-chip's published bandwidth with a wide range, and the answer says so.
+The overhead (Python, kernel launches, sampling) dominates tiny models; the bandwidth term large ones. It grows
+with the model's depth: every layer launches its own kernels, so on a GPU a 24-layer 400M model generates more
+slowly than a 16-layer 1B one (measured with MLX's CUDA backend: about 0.1 ms per layer and token, whatever the
+layer's size). When the trials know their models' layer counts the overhead is fitted per layer (plus one layer's
+worth for the embedding, the head and sampling), else per token. Both numbers are fitted by least squares to
+the trials this host has run (`calibrate`), per weight format: on a GPU 4-bit and 16-bit weights stream at about
+the same bytes/s, but MLX's CPU kernels for quantized weights are compute bound, so one line per format is what
+holds everywhere. Without two trials the prior is the chip's published bandwidth with a wide range, and the
+answer says so.
 
 Prompt processing is compute bound: about 2 x active parameters FLOPs per token, so
     seconds per prompt = overhead + prompt tokens x 2 x active parameters / effective FLOP/s.
@@ -46,53 +50,75 @@ class Sample:
     prompt_tps: float | None = None
     repo: str = ""
     sha: str | None = None
+    layers: int | None = None  # num_hidden_layers of the model, when its config says
 
 
 @dataclass(frozen=True)
 class Line:
-    """y = a + b x, fitted; `spread` is the relative error to expect in a prediction (a half-width)."""
+    """y = a u + b x, fitted; u is 1, or the model's overhead units (layers + 1) when `per_layer`; `spread` is
+    the relative error to expect in a prediction (a half-width)."""
 
     a: float
     b: float
     spread: float
     n: int
+    per_layer: bool = False
+    mean_units: float = 1.0  # the samples' mean u: the overhead of a model whose depth is not known
+
+    def units(self, layers: int | None) -> float:
+        if not self.per_layer:
+            return 1.0
+        return overhead_units(layers) if layers else self.mean_units
 
 
-def fit_line(xs: list[float], ys: list[float], weights: list[float] | None = None) -> tuple[float, float] | None:
-    """Weighted least squares y = a + b x with a >= 0 and b > 0 (a negative overhead is refitted through the
-    origin). None when the xs do not vary (nothing to tell overhead from slope)."""
+def overhead_units(layers: int) -> float:
+    """A model's per-token overhead in layers: its layers, and one more for the embedding, the head and sampling."""
+    return layers + 1.0
+
+
+def fit_line(xs: list[float], ys: list[float], weights: list[float] | None = None,
+             units: list[float] | None = None) -> tuple[float, float] | None:
+    """Weighted least squares y = a u + b x (u = 1: a line with intercept a) with a >= 0 and b > 0 (a negative
+    overhead is refitted through the origin). None when u and x do not vary apart (nothing to tell overhead
+    from slope)."""
     n = len(xs)
     if n < 2:
         return None
     w = weights or [1.0] * n
-    total = sum(w)
-    points = list(zip(w, xs, ys, strict=True))
-    mx, my = sum(wi * x for wi, x, _ in points) / total, sum(wi * y for wi, _, y in points) / total
-    sxx = sum(wi * (x - mx) ** 2 for wi, x, _ in points)
-    if sxx <= 1e-12 * total * max(1.0, mx * mx):
+    u = units or [1.0] * n
+    points = list(zip(w, u, xs, ys, strict=True))
+    suu = sum(wi * ui * ui for wi, ui, _, _ in points)
+    sux = sum(wi * ui * x for wi, ui, x, _ in points)
+    sxx = sum(wi * x * x for wi, _, x, _ in points)
+    suy = sum(wi * ui * y for wi, ui, _, y in points)
+    sxy = sum(wi * x * y for wi, _, x, y in points)
+    det = suu * sxx - sux * sux
+    if det <= 1e-12 * suu * sxx:
         return None
-    b = sum(wi * (x - mx) * (y - my) for wi, x, y in points) / sxx
-    a = my - b * mx
+    a, b = (suy * sxx - sux * sxy) / det, (suu * sxy - sux * suy) / det
     if a < 0:
-        a, b = 0.0, sum(wi * x * y for wi, x, y in points) / sum(wi * x * x for wi, x, _ in points)
-    if b <= 0:  # slower with fewer bytes: noise dominates; a flat line is the honest fit
-        a, b = my, 0.0
+        a, b = 0.0, sxy / sxx
+    if b <= 0:  # slower with fewer bytes: noise dominates; a flat overhead is the honest fit
+        a, b = suy / suu, 0.0
     return a, b
 
 
-def _fitted(xs: list[float], ys: list[float]) -> Line | None:
-    # Weighted by 1/y^2: the fit minimises relative errors, so a 25M model counts as much as a 70B one.
-    fit = fit_line(xs, ys, [1 / (y * y) for y in ys])
+def _fitted(xs: list[float], ys: list[float], layers: list[int | None] | None = None) -> Line | None:
+    # Per layer when every sample knows its depth. Weighted by 1/y^2: the fit minimises relative errors, so a 25M
+    # model counts as much as a 70B one.
+    per_layer = bool(layers) and all(layers)
+    units = [overhead_units(n) for n in layers] if per_layer else [1.0] * len(xs)
+    fit = fit_line(xs, ys, [1 / (y * y) for y in ys], units)
     if fit is None:
         return None
     a, b = fit
     # The relative error of the time per token, per sample.
-    errors = [((a + b * x) - y) / y for x, y in zip(xs, ys, strict=True) if y > 0]
+    errors = [((a * u + b * x) - y) / y for u, x, y in zip(units, xs, ys, strict=True) if y > 0]
     if len(xs) == 2:
         spread = TWO_POINT_SPREAD
     else:
         spread = 2 * math.sqrt(sum(e * e for e in errors) / len(errors))
-    return Line(a, b, min(MAX_SPREAD, max(MIN_SPREAD, spread)), len(xs))
+    return Line(a, b, min(MAX_SPREAD, max(MIN_SPREAD, spread)), len(xs), per_layer, sum(units) / len(units))
 
 
 @dataclass(frozen=True)
@@ -124,19 +150,21 @@ class HostModel:
     bandwidth_bps: float  # the prior's published or probed bandwidth
     samples: int = 0
 
-    def generation_tps(self, bytes_per_token: float) -> Range:
+    def generation_tps(self, bytes_per_token: float, layers: int | None = None) -> Range:
         if self.generation is None:
             corners = [1 / (o + bytes_per_token / (e * self.bandwidth_bps))
                        for o, e in zip(PRIOR_OVERHEAD_S, PRIOR_EFFICIENCY, strict=True)]
             return Range(*corners)
-        point = 1 / max(1e-9, self.generation.a + self.generation.b * bytes_per_token)
-        return _around(point, self.generation.spread)
+        line = self.generation
+        point = 1 / max(1e-9, line.a * line.units(layers) + line.b * bytes_per_token)
+        return _around(point, line.spread)
 
-    def point_line(self) -> tuple[float, float]:
-        """(overhead s, s per byte) of the point estimate: what predicts a trial at its own context."""
+    def point_line(self, layers: int | None = None) -> tuple[float, float]:
+        """(overhead s, s per byte) of the point estimate for a model this deep: what predicts a trial at its own
+        context."""
         if self.generation is None:
             return PRIOR_OVERHEAD_S[1], 1 / (PRIOR_EFFICIENCY[1] * self.bandwidth_bps)
-        return self.generation.a, self.generation.b
+        return self.generation.a * self.generation.units(layers), self.generation.b
 
     def prompt_tps(self, active_params: float, prompt_tokens: int) -> Range:
         flops = prompt_tokens * 2 * active_params
@@ -163,12 +191,13 @@ def calibrate(samples: Iterable[Sample], fmt: str, fallback: HostModel) -> HostM
     samples = [s for s in samples if s.generation_tps > 0 and s.bytes_per_token > 0]
     same = [s for s in samples if s.fmt == fmt]
     for chosen, words in ((same, f"{_FORMAT_WORDS[fmt]} models"), (samples, "models of any format")):
-        line = _fitted([s.bytes_per_token for s in chosen], [1 / s.generation_tps for s in chosen])
+        line = _fitted([s.bytes_per_token for s in chosen], [1 / s.generation_tps for s in chosen],
+                       [s.layers for s in chosen])
         if line is not None:
             prompted = [s for s in chosen if s.prompt_tps and s.prompt_tokens and s.active_params]
             prompt = _fitted([s.prompt_tokens * 2 * s.active_params for s in prompted],
                              [s.prompt_tokens / s.prompt_tps for s in prompted])
-            basis = f"{len(chosen)} trials of {words} on this host"
+            basis = f"{len(chosen)} trials of {words} on this host" + (", per layer" if line.per_layer else "")
             return HostModel(CALIBRATED, basis, line, prompt, fallback.bandwidth_bps, len(chosen))
     return fallback
 
@@ -235,8 +264,9 @@ class SpeedReport:
     weights_per_token: int = 0  # weights read per token at the repo's precision
     kv_per_token: float = 0.0  # cache bytes per token of context
     active_params: int | None = None
-    line: tuple[float, float] | None = None  # HostModel.point_line() of the as-is format
+    line: tuple[float, float] | None = None  # HostModel.point_line() of the as-is format, for this model's depth
     line_label: str = ESTIMATED  # that line's own label (the report's is MEASURED when a trial exists)
+    layers: int | None = None  # the model's depth: a trial of it is a per-layer sample
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "basis": self.basis, "device": self.device,
@@ -244,7 +274,8 @@ class SpeedReport:
                 "samples": self.samples, "variants": {k: v.to_json() for k, v in self.variants.items()},
                 "format": self.format, "weights_per_token": self.weights_per_token,
                 "kv_per_token": round(self.kv_per_token, 2), "active_params": self.active_params,
-                "line": list(self.line) if self.line else None, "line_label": self.line_label}
+                "line": list(self.line) if self.line else None, "line_label": self.line_label,
+                "layers": self.layers}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SpeedReport:
@@ -252,7 +283,8 @@ class SpeedReport:
                    {k: VariantSpeed.from_json(v) for k, v in data.get("variants", {}).items()},
                    data.get("samples", 0), data.get("format", FLOAT), data.get("weights_per_token", 0),
                    data.get("kv_per_token", 0.0), data.get("active_params"),
-                   tuple(data["line"]) if data.get("line") else None, data.get("line_label", ESTIMATED))
+                   tuple(data["line"]) if data.get("line") else None, data.get("line_label", ESTIMATED),
+                   data.get("layers"))
 
 
 @dataclass(frozen=True)
@@ -264,6 +296,7 @@ class SpeedInputs:
     params: int | None
     active: float = 1.0  # active_fraction()
     kv_bytes: int = 0  # the whole cache at the context, read once per token
+    layers: int | None = None  # num_hidden_layers, when the config says
 
 
 def report(inputs: SpeedInputs, models: dict[str, HostModel], *, device: str, context_tokens: int,
@@ -275,7 +308,7 @@ def report(inputs: SpeedInputs, models: dict[str, HostModel], *, device: str, co
         per_token = int(weights * inputs.active + inputs.kv_bytes)
         active_params = inputs.params * inputs.active if inputs.params else None
         prompt = model.prompt_tps(active_params, prompt_tokens) if active_params else None
-        variants[key] = VariantSpeed(per_token, model.generation_tps(per_token), prompt)
+        variants[key] = VariantSpeed(per_token, model.generation_tps(per_token, inputs.layers), prompt)
     main = models[inputs.as_is_format]
     label, basis = main.label, main.basis
     if measured is not None and "as_is" in variants:
@@ -287,8 +320,8 @@ def report(inputs: SpeedInputs, models: dict[str, HostModel], *, device: str, co
         basis = f"a trial of this repo and revision on this host (the rest {_LABEL_WORDS[main.label]} {main.basis})"
     return SpeedReport(label, basis, device, context_tokens, prompt_tokens, variants, main.samples, inputs.as_is_format,
                        int(inputs.weights.get("as_is", 0) * inputs.active), inputs.kv_bytes / max(1, context_tokens),
-                       int(inputs.params * inputs.active) if inputs.params else None, main.point_line(),
-                       main.label)
+                       int(inputs.params * inputs.active) if inputs.params else None,
+                       main.point_line(inputs.layers), main.label, inputs.layers)
 
 
 def sample_of(speed: dict[str, Any], result: dict[str, Any], repo: str = "") -> Sample | None:
@@ -298,8 +331,10 @@ def sample_of(speed: dict[str, Any], result: dict[str, Any], repo: str = "") -> 
     if not isinstance(tps, (int, float)) or tps <= 0 or not weights:
         return None
     context = (result.get("prompt_tokens") or 0) + (result.get("generation_tokens") or 0)
+    layers = speed.get("layers")
     return Sample(weights + speed.get("kv_per_token", 0.0) * context, float(tps), speed.get("format", FLOAT),
-                  speed.get("active_params"), result.get("prompt_tokens"), result.get("prompt_tps"), repo)
+                  speed.get("active_params"), result.get("prompt_tokens"), result.get("prompt_tps"), repo,
+                  layers=layers if isinstance(layers, int) and not isinstance(layers, bool) and layers > 0 else None)
 
 
 def trial_prediction(report: SpeedReport, result: dict[str, Any]) -> dict[str, Any] | None:

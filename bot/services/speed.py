@@ -44,7 +44,7 @@ def speed_inputs(config: dict, verdict: Verdict, outcome: DryLoadOutcome | None,
     else:
         return None
     fmt = speed.QUANTIZED if quantized else speed.FLOAT
-    return speed.SpeedInputs(weights, fmt, verdict.params, active, kv)
+    return speed.SpeedInputs(weights, fmt, verdict.params, active, kv, memory.layer_count(config))
 
 
 class SpeedService:

@@ -3,10 +3,10 @@
 -- Before, every settlement recomputed its members' standings from their whole history: a round played by the
 -- most active members cost a quarter of a second, and /mystats read a busy member's thousands of predictions
 -- again for each call. These triggers add or take out the one prediction that changed, so a settlement costs
--- the same whoever plays, and /mystats reads a few rows. Inserts and updates of predictions keep them (the
--- service's, a bulk import's, a fix by hand). Predictions are never deleted nor moved to another member or guild
--- (migration 005), and no trigger follows that: after such a change by hand, or an INSERT OR REPLACE, call
--- rebuild_standings, which recomputes everything from the predictions.
+-- the same whoever plays, and /mystats reads a few rows. They follow updates: the service inserts every
+-- prediction open and settles it by an UPDATE, and never deletes one nor moves it to another member or guild
+-- (migration 005). After a write that does otherwise (a bulk import of settled predictions, a fix by hand, an
+-- INSERT OR REPLACE), call rebuild_standings, which recomputes everything from the predictions.
 
 -- Beside the totals: how many predictions have a vs-canrun score; the streaks (NULL: stale, after a change out of
 -- settlement order; the service reads them again from the history of the members it touched, before it commits)
@@ -72,37 +72,6 @@ SELECT guild_id, season_id, user_id, COALESCE(kind, ''), will_load, outcome,
 FROM predictions WHERE status = 'settled' AND season_id IS NOT NULL
 GROUP BY guild_id, user_id, season_id, COALESCE(kind, ''), will_load, outcome, conf;
 
--- A scoring prediction (settled, not peeked) counts in its member's standings, all time and in its season. The
--- streaks go on with one settled after the last one they counted; anything else makes them stale.
-CREATE TRIGGER standings_on_insert AFTER INSERT ON predictions
-WHEN NEW.status = 'settled' AND NEW.points IS NOT NULL
-BEGIN
-    INSERT INTO standings (guild_id, season_id, user_id, points, relative_points, settled, correct, reached_at,
-                           vs_canrun, vs_canrun_settled, current_streak, best_streak, last_settled_at, last_id)
-    SELECT NEW.guild_id, scope.season_id, NEW.user_id, NEW.points, COALESCE(NEW.relative_points, 0), 1,
-           NEW.will_load = NEW.outcome, NEW.settled_at, COALESCE(NEW.vs_canrun, 0), NEW.vs_canrun IS NOT NULL,
-           NEW.will_load = NEW.outcome, NEW.will_load = NEW.outcome, NEW.settled_at, NEW.id
-    FROM (SELECT 0 AS season_id UNION ALL SELECT NEW.season_id WHERE NEW.season_id IS NOT NULL) AS scope
-    WHERE NEW.status = 'settled' AND NEW.points IS NOT NULL
-    ON CONFLICT (guild_id, user_id, season_id) DO UPDATE SET
-        points = ROUND(points + excluded.points, 2),
-        relative_points = ROUND(relative_points + excluded.relative_points, 3),
-        settled = settled + 1,
-        correct = correct + excluded.correct,
-        reached_at = MAX(reached_at, excluded.reached_at),
-        vs_canrun = ROUND(vs_canrun + excluded.vs_canrun, 2),
-        vs_canrun_settled = vs_canrun_settled + excluded.vs_canrun_settled,
-        -- after the last one counted: the streaks go on (NULL, stale, stays NULL); before it: stale
-        current_streak = CASE WHEN best_streak IS NOT NULL
-                                   AND (excluded.last_settled_at, excluded.last_id) > (last_settled_at, last_id)
-                              THEN CASE WHEN excluded.correct THEN current_streak + 1 ELSE 0 END END,
-        best_streak = CASE WHEN (excluded.last_settled_at, excluded.last_id) > (last_settled_at, last_id)
-                           THEN MAX(best_streak, CASE WHEN excluded.correct THEN current_streak + 1 ELSE 0 END) END,
-        last_settled_at = MAX(last_settled_at, excluded.last_settled_at),
-        last_id = CASE WHEN (excluded.last_settled_at, excluded.last_id) > (last_settled_at, last_id)
-                       THEN excluded.last_id ELSE last_id END;
-END;
-
 -- The common change: the group's relative points and canrun's comparison set after the settlement. Same place in
 -- settlement order, same correctness: only the sums move.
 CREATE TRIGGER standings_on_rescore AFTER UPDATE OF status, points, relative_points, vs_canrun, will_load, outcome,
@@ -120,8 +89,9 @@ BEGIN
     WHERE guild_id = OLD.guild_id AND user_id = OLD.user_id AND season_id IN (0, OLD.season_id);
 END;
 
--- Anything else (settled, re-settled, voided): the old contribution out, the new one in (the INSERT is
--- standings_on_insert's: a trigger cannot call another's statements).
+-- Anything else (settled, re-settled, voided): the old contribution out, the new one in. A scoring prediction
+-- (settled, not peeked) counts in its member's standings, all time and in its season; the streaks go on with one
+-- settled after the last one they counted, and anything else makes them stale.
 CREATE TRIGGER standings_on_update AFTER UPDATE OF status, points, relative_points, vs_canrun, will_load, outcome,
     settled_at, season_id ON predictions
 WHEN (OLD.status = 'settled' AND OLD.points IS NOT NULL OR NEW.status = 'settled' AND NEW.points IS NOT NULL)
@@ -175,18 +145,6 @@ BEGIN
 END;
 
 -- Tallies: every settled prediction, peeked ones too, under its kind, answer, confidence and outcome.
-CREATE TRIGGER tallies_on_insert AFTER INSERT ON predictions
-WHEN NEW.status = 'settled'
-BEGIN
-    INSERT INTO member_tallies
-    SELECT NEW.guild_id, scope.season_id, NEW.user_id, COALESCE(NEW.kind, ''), NEW.will_load, NEW.outcome,
-           CASE WHEN NEW.points IS NULL THEN 0 ELSE NEW.confidence END, 1
-    FROM (SELECT 0 AS season_id UNION ALL SELECT NEW.season_id WHERE NEW.season_id IS NOT NULL) AS scope
-    WHERE NEW.status = 'settled'
-    ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-
--- (its INSERT is tallies_on_insert's)
 CREATE TRIGGER tallies_on_update AFTER UPDATE OF status, points, kind, will_load, outcome, confidence, season_id
     ON predictions
 WHEN (OLD.status = 'settled' OR NEW.status = 'settled') AND (OLD.status IS NOT NEW.status

@@ -8,6 +8,7 @@ when it talks to a (fake) Hugging Face Hub. `make bench` runs every bench/*.py b
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,20 @@ def private_hub() -> None:
 def spread(values: list[float]) -> float:
     """The noise of repeated runs: (max - min) / median. A ratio nearer 1 than this proves nothing."""
     return (max(values) - min(values)) / statistics.median(values)
+
+
+def paired_ratio(numerators: list[float], denominators: list[float], level: float = 0.9,
+                 draws: int = 4000) -> tuple[float, float, float]:
+    """The median of the per-pair ratios numerators[i] / denominators[i] and a bootstrap interval of it (pairs
+    resampled with replacement): (median, low, high). Pair i is two runs made back to back, so drift that moves
+    both (a busy neighbour, a slow period) cancels in the pair's ratio, and unlike the spread the interval narrows
+    with more runs. A ratio whose whole interval clears a target met it beyond the noise. Seeded, so a report
+    reproduces from its runs."""
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
+    tail = (1 - level) / 2
+    return statistics.median(ratios), medians[int(tail * draws)], medians[int((1 - tail) * draws) - 1]
 
 
 def hide_torch() -> None:

@@ -20,7 +20,10 @@ reads a local folder) with USE_TORCH set alike (`--use-torch`); runs alternate b
 
 Run: `python bench/trial.py` (or `make bench`); options: `--params 100M|1B|3B` (default 100M), `--reps N`
 (runs per side, default 6), `--max-tokens N` (default 64), `--use-torch 0|1|unset` (default 0: neither child
-sees torch, as on a Mac; USE_TORCH=0, and bench/no_torch for transformers 5, which ignores it). The last line is one JSON object with the keys:
+sees torch, as on a Mac; USE_TORCH=0, and bench/no_torch for transformers 5, which ignores it), `--prompt-repeat N`
+(the prompt N times over, default 1: about 68 tokens; on a GPU their prefill takes a fraction of a second, so
+its tokens/s varies by 20 % between runs and a longer prompt measures prefill itself). The last line is one JSON object
+with the keys:
   params, weights_bytes, reps, max_tokens, prompt_tokens        scenario (prompt_tokens after the template)
   device, use_torch                                             where it ran (mlx's device name), USE_TORCH
   {plain,trial}_{generation_tps,prompt_tps,load}_spread         noise of each side alone
@@ -39,6 +42,13 @@ sees torch, as on a Mac; USE_TORCH=0, and bench/no_torch for transformers 5, whi
   load_ratio, generation_tps_ratio, prompt_tps_ratio,           trial / plain of the medians; the target is 5 %:
   peak_memory_ratio, wall_ratio                                   tok/s ratios >= 0.95, the others <= 1.05
   within_target                                                 {ratio key: bool}; wall_ratio has no target
+  {load,generation_tps,prompt_tps,peak_memory}_ratio_paired     median of the per-pair ratios (run i of each side
+                                                                  ran back to back), and its 90 % bootstrap interval:
+  {load,generation_tps,prompt_tps,peak_memory}_ratio_interval     [low, high]
+  beyond_noise                                                  {ratio key: bool}: the whole interval meets the target
+  runs                                                          {plain, trial: [{load, generation_tps, prompt_tps,
+                                                                  peak_memory} of each run, in order]}: to pool
+                                                                  several reports' pairs (_common.paired_ratio)
   {load,generation_tps,prompt_tps,peak_memory}_ratio_best       trial / plain of each side's best run
   {load,generation_tps,prompt_tps,peak_memory}_spread           noise: (max - min) / median of one side's runs,
                                                                   the larger of the two sides
@@ -214,14 +224,21 @@ def compare(plain: Side, trial: Side) -> dict:
         for name, result_field, *_ in METRICS[:3]:
             r[f"{side.name}_{name}_spread"] = round(_common.spread(side.values(result_field)), 3)
         r |= lag_figures(side.name, side.lags)
-    r["within_target"] = {}
+    r["within_target"], r["beyond_noise"] = {}, {}
     for name, result_field, key, higher_is_better, _ in METRICS:
         ratio = r[f"{name}_ratio"] = round(r[f"trial_{key}"] / r[f"plain_{key}"], 3)
         best = max if higher_is_better else min
         r[f"{name}_ratio_best"] = round(best(trial.values(result_field)) / best(plain.values(result_field)), 3)
         r[f"{name}_spread"] = round(max(_common.spread(side.values(result_field)) for side in (plain, trial)), 3)
+        paired, low, high = _common.paired_ratio(trial.values(result_field), plain.values(result_field))
+        r[f"{name}_ratio_paired"], r[f"{name}_ratio_interval"] = round(paired, 3), [round(low, 3), round(high, 3)]
         r["within_target"][f"{name}_ratio"] = ratio >= 1 - TARGET if higher_is_better else ratio <= 1 + TARGET
+        # beyond the noise: the whole 90 % interval on the target's side
+        r["beyond_noise"][f"{name}_ratio"] = low >= 1 - TARGET if higher_is_better else high <= 1 + TARGET
     r["wall_ratio"] = round(r["trial_wall_s"] / r["plain_wall_s"], 3)
+    # every run's figures, in order (pair i = run i of each side), so that runs on one machine can be pooled
+    r["runs"] = {side.name: [{name: run[result_field] for name, result_field, *_ in METRICS} for run in side.results]
+                 for side in (plain, trial)}
     r["trial_output_check_s"] = round(statistics.median(trial.values("output_check_seconds")), 3)
     return r
 
@@ -293,17 +310,21 @@ def report(r: dict) -> None:
         ("peak memory", "peak_memory", f"{r['plain_peak_memory_mb']:.1f} MiB", f"{r['trial_peak_memory_mb']:.1f} MiB",
          "<= 1.05"),
     ]
+    beyond = lambda name: "yes" if r["beyond_noise"][f"{name}_ratio"] else "no"  # noqa: E731
     print(f"  {'median of runs':<22}{'plain mlx-lm':>16}{'canrun trial':>16}{'trial/plain':>13}{'target':>10}"
-          f"{'met':>5}{'best runs':>11}{'spread':>8}")
+          f"{'met':>5}{'pairs: ratio (90% interval)':>30}{'beyond noise':>14}{'best runs':>11}{'spread':>8}")
     for label, name, plain, trial, target in rows:
-        print(f"  {label:<22}{plain:>16}{trial:>16}{r[name + '_ratio']:>13.3f}{target:>10}{ok(name):>5}"
-              f"{r[name + '_ratio_best']:>11.3f}{r[name + '_spread']:>8.0%}")
+        low, high = r[name + "_ratio_interval"]
+        paired = f"{r[name + '_ratio_paired']:.3f} ({low:.3f}..{high:.3f})"
+        print(f"  {label:<22}{plain:>16}{trial:>16}{r[name + '_ratio']:>13.3f}{target:>10}{ok(name):>5}{paired:>30}"
+              f"{beyond(name):>14}{r[name + '_ratio_best']:>11.3f}{r[name + '_spread']:>8.0%}")
     print(f"  {'process, start to exit':<22}{r['plain_wall_s']:>14.2f} s{r['trial_wall_s']:>14.2f} s"
           f"{r['wall_ratio']:>13.3f}{'(info)':>10}")
     print(f"  of which the trial's output check (perplexity pass, after the generation): {r['trial_output_check_s']:.2f} s")
     print(f"  generated tokens: plain {r['plain_generation_tokens']}, trial {r['trial_generation_tokens']}")
-    print("  best runs: the ratio of each side's best run; spread: (max - min) / median of one side's runs, the larger"
-          " side's\n  (a ratio nearer 1 than the spread is within this machine's noise)")
+    print("  pairs: the median of trial / plain over the pairs of runs made back to back, with a bootstrap interval"
+          " (pairs resampled);\n  beyond noise: that whole interval meets the target\n  best runs: the ratio of each side's best run; spread: (max - min) / median"
+          " of one side's runs, the larger side's")
     print("  spread per side (plain / trial): " + ", ".join(
         f"{name} {r[f'plain_{name}_spread']:.0%} / {r[f'trial_{name}_spread']:.0%}"
         for name in ("generation_tps", "prompt_tps", "load")))
@@ -324,7 +345,9 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=REPS)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
     parser.add_argument("--use-torch", choices=["0", "1", "unset"], default="0")
+    parser.add_argument("--prompt-repeat", type=int, default=1)
     options = parser.parse_args()
     REPS, MAX_TOKENS = options.reps, options.max_tokens
+    PROMPT = " ".join([PROMPT] * options.prompt_repeat)
     REPO_ID = f"bench/llama-{options.params.lower()}"
     report(asyncio.run(main(options.params, options.use_torch)))

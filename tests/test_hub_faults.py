@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -124,6 +125,23 @@ async def test_a_long_retry_after_is_not_retried_early(hub, store, tmp_path):
         await service(hub, store, tmp_path, max_retries=3).fetch("org/llama")
     assert "55 s" in str(e.value)
     assert hub.count("GET", "/api/models/org/llama") == 1  # asked to wait 55 s: no retry after 0.5 s
+
+
+async def test_a_download_cut_off_by_the_shared_clients_reset_is_sent_again(hub, store, tmp_path):
+    """huggingface_hub closes its one shared HTTP client whenever any thread's request fails to connect (a stale
+    endpoint, a network blip): the downloads other threads have in flight then die with EBADF. That is no failure of
+    theirs, so even with max_retries = 0 a fetch sends its request again instead of calling the Hub unreachable."""
+    import huggingface_hub
+
+    hub.slow_paths["/config.json"] = 0.5  # HEAD and GET: time to cut the GET off while it waits for its answer
+    fetch = asyncio.create_task(service(hub, store, tmp_path, max_retries=0).fetch("org/llama"))
+    while not hub.count("GET", "/config.json"):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the GET's thread is now reading from its socket
+    huggingface_hub.close_session()  # what huggingface_hub's ConnectError handler does, on another thread
+    meta = await fetch
+    assert meta.config["model_type"] == "llama"
+    assert hub.count("GET", "/config.json") == 2  # cut off once, then sent again
 
 
 async def test_small_files_that_fail_leave_the_static_verdict_with_a_note(hub, store, tmp_path, capability_table):

@@ -14,6 +14,7 @@ the process: Ctrl-C exits at once). In front of it:
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import threading
@@ -276,12 +277,18 @@ class HubService:
         """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline."""
         deadline = getattr(self._local, "deadline", None)
         attempt = 0
+        cut_off = False
         while True:
             try:
                 return call()
             except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
                 raise
             except Exception as e:  # noqa: BLE001 - sorted below into retryable or not
+                if not cut_off and _cut_off_by_another_call(e):
+                    # Not this call's failure: once more at once, whatever max_retries says.
+                    cut_off = True
+                    log.info("hub call cut off by the client's reset (%s), sent again", _short(e))
+                    continue
                 if not _retryable(e):
                     if isinstance(e, HfHubHTTPError):
                         raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
@@ -312,6 +319,19 @@ def _retryable(e: Exception) -> bool:
     # recognise them by class name rather than importing a transport the hub may swap out.
     names = {cls.__name__ for cls in type(e).__mro__}
     return bool(names & {"TransportError", "TimeoutException", "ConnectionError", "TimeoutError"}) or isinstance(e, OSError)
+
+
+def _cut_off_by_another_call(e: BaseException) -> bool:
+    """huggingface_hub shares one HTTP client between threads and closes it whenever any request fails to connect
+    (huggingface_hub/utils/_http.py, `close_session` on ConnectError): the requests other threads have in flight
+    then fail with EBADF on their closed socket, through no fault of theirs or of the Hub."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.EBADF or "Bad file descriptor" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _retry_after(e: Exception) -> float | None:

@@ -133,13 +133,14 @@ async def test_a_download_cut_off_by_the_shared_clients_reset_is_sent_again(hub,
     theirs, so even with max_retries = 0 a fetch sends its request again instead of calling the Hub unreachable."""
     import huggingface_hub
 
-    hub.slow_paths["/config.json"] = 0.5  # HEAD and GET: time to cut the GET off while it waits for its answer
+    hub.slow_paths["/config.json"] = 1.0  # HEAD and GET: time to cut the GET off while it waits for its answer
     fetch = asyncio.create_task(service(hub, store, tmp_path, max_retries=0).fetch("org/llama"))
-    while not hub.count("GET", "/config.json"):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # the GET's thread is now reading from its socket
-    huggingface_hub.close_session()  # what huggingface_hub's ConnectError handler does, on another thread
-    meta = await fetch
+    async with asyncio.timeout(30):
+        while not hub.count("GET", "/config.json") and not fetch.done():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the GET's thread is now reading from its socket
+        huggingface_hub.close_session()  # what huggingface_hub's ConnectError handler does, on another thread
+        meta = await fetch
     assert meta.config["model_type"] == "llama"
     assert hub.count("GET", "/config.json") == 2  # cut off once, then sent again
 

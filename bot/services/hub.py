@@ -274,7 +274,9 @@ class HubService:
         return {name: Tensor(t.dtype, tuple(t.shape)) for meta in parsed for name, t in meta.tensors.items()}
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline."""
+        """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline; a call
+        cut off by another thread's client reset gets one more try at once, beyond max_retries. call must be a
+        read (every caller's is: repo info, file downloads, safetensors headers, model search)."""
         deadline = getattr(self._local, "deadline", None)
         attempt = 0
         cut_off = False
@@ -284,7 +286,7 @@ class HubService:
             except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
                 raise
             except Exception as e:  # noqa: BLE001 - sorted below into retryable or not
-                if not cut_off and _cut_off_by_another_call(e):
+                if not cut_off and _cut_off_by_another_call(e) and (deadline is None or time.monotonic() < deadline):
                     # Not this call's failure: once more at once, whatever max_retries says.
                     cut_off = True
                     log.info("hub call cut off by the client's reset (%s), sent again", _short(e))
@@ -324,11 +326,13 @@ def _retryable(e: Exception) -> bool:
 def _cut_off_by_another_call(e: BaseException) -> bool:
     """huggingface_hub shares one HTTP client between threads and closes it whenever any request fails to connect
     (huggingface_hub/utils/_http.py, `close_session` on ConnectError): the requests other threads have in flight
-    then fail with EBADF on their closed socket, through no fault of theirs or of the Hub."""
+    then fail with EBADF on their closed socket, or, closed between taking the client and sending, with httpx's
+    "client has been closed": through no fault of theirs or of the Hub."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.EBADF or "Bad file descriptor" in str(e):
+        if (isinstance(e, OSError) and e.errno == errno.EBADF) or (
+                isinstance(e, RuntimeError) and "client has been closed" in str(e)):
             return True
         e = e.__cause__ or e.__context__
     return False

@@ -7,8 +7,8 @@ when it talks to a (fake) Hugging Face Hub. `make bench` runs every bench/*.py b
 
 from __future__ import annotations
 
+import math
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -37,18 +37,30 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def paired_ratio(numerators: list[float], denominators: list[float], level: float = 0.9,
-                 draws: int = 4000) -> tuple[float, float, float]:
-    """The median of the per-pair ratios numerators[i] / denominators[i] and a bootstrap interval of it (pairs
-    resampled with replacement): (median, low, high). Pair i is two runs made back to back, so drift that moves
-    both (a busy neighbour, a slow period) cancels in the pair's ratio, and unlike the spread the interval narrows
-    with more runs. A ratio whose whole interval clears a target met it beyond the noise. Seeded, so a report
-    reproduces from its runs."""
-    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
-    tail = (1 - level) / 2
-    return statistics.median(ratios), medians[int(tail * draws)], medians[int((1 - tail) * draws) - 1]
+def paired_ratio(numerators: list[float], denominators: list[float],
+                 level: float = 0.9) -> tuple[float, float | None, float | None]:
+    """The median of the per-pair ratios numerators[i] / denominators[i], and a distribution-free interval for
+    it: (median, low, high). Pair i is two runs made back to back, so drift that moves both (a busy neighbour, a
+    slow period) cancels in the pair's ratio, and unlike the spread the interval narrows with more runs. A ratio
+    whose whole interval clears a target met it beyond the noise. low and high are None when there are too few
+    pairs for the level (fewer than 5 at 90 %)."""
+    ratios = sorted(n / d for n, d in zip(numerators, denominators, strict=True))
+    low, high = median_interval(ratios, level)
+    return statistics.median(ratios), low, high
+
+
+def median_interval(values: list[float], level: float = 0.9) -> tuple[float | None, float | None]:
+    """The order-statistic confidence interval of a median: [x(k), x(n+1-k)] with the largest k for which
+    P(Binomial(n, 1/2) <= k-1) <= (1 - level) / 2. It assumes nothing of the distribution (runs on a GPU host
+    come out bimodal). (None, None) when even [min, max] is not wide enough for the level."""
+    values, n = sorted(values), len(values)
+    tail, k, below = (1 - level) / 2, 0, 0.0  # below: P(Bin(n, 1/2) <= k - 1)
+    while k < n // 2:
+        below_next = below + math.comb(n, k) / 2**n
+        if below_next > tail:
+            break
+        k, below = k + 1, below_next
+    return (values[k - 1], values[n - k]) if k else (None, None)
 
 
 def hide_torch() -> None:

@@ -43,8 +43,8 @@ with the keys:
   peak_memory_ratio, wall_ratio                                   tok/s ratios >= 0.95, the others <= 1.05
   within_target                                                 {ratio key: bool}; wall_ratio has no target
   {load,generation_tps,prompt_tps,peak_memory}_ratio_paired     median of the per-pair ratios (run i of each side
-                                                                  ran back to back), and its 90 % bootstrap interval:
-  {load,generation_tps,prompt_tps,peak_memory}_ratio_interval     [low, high]
+                                                                  ran back to back), and its 90 % interval
+  {load,generation_tps,prompt_tps,peak_memory}_ratio_interval     (order statistics): [low, high], null under 5 runs
   beyond_noise                                                  {ratio key: bool}: the whole interval meets the target
   runs                                                          {plain, trial: [{load, generation_tps, prompt_tps,
                                                                   peak_memory} of each run, in order]}: to pool
@@ -231,10 +231,12 @@ def compare(plain: Side, trial: Side) -> dict:
         r[f"{name}_ratio_best"] = round(best(trial.values(result_field)) / best(plain.values(result_field)), 3)
         r[f"{name}_spread"] = round(max(_common.spread(side.values(result_field)) for side in (plain, trial)), 3)
         paired, low, high = _common.paired_ratio(trial.values(result_field), plain.values(result_field))
-        r[f"{name}_ratio_paired"], r[f"{name}_ratio_interval"] = round(paired, 3), [round(low, 3), round(high, 3)]
+        r[f"{name}_ratio_paired"] = round(paired, 3)
+        r[f"{name}_ratio_interval"] = None if low is None else [round(low, 3), round(high, 3)]
         r["within_target"][f"{name}_ratio"] = ratio >= 1 - TARGET if higher_is_better else ratio <= 1 + TARGET
         # beyond the noise: the whole 90 % interval on the target's side
-        r["beyond_noise"][f"{name}_ratio"] = low >= 1 - TARGET if higher_is_better else high <= 1 + TARGET
+        r["beyond_noise"][f"{name}_ratio"] = low is not None and (low >= 1 - TARGET if higher_is_better
+                                                                  else high <= 1 + TARGET)
     r["wall_ratio"] = round(r["trial_wall_s"] / r["plain_wall_s"], 3)
     # every run's figures, in order (pair i = run i of each side), so that runs on one machine can be pooled
     r["runs"] = {side.name: [{name: run[result_field] for name, result_field, *_ in METRICS} for run in side.results]
@@ -314,16 +316,18 @@ def report(r: dict) -> None:
     print(f"  {'median of runs':<22}{'plain mlx-lm':>16}{'canrun trial':>16}{'trial/plain':>13}{'target':>10}"
           f"{'met':>5}{'pairs: ratio (90% interval)':>30}{'beyond noise':>14}{'best runs':>11}{'spread':>8}")
     for label, name, plain, trial, target in rows:
-        low, high = r[name + "_ratio_interval"]
-        paired = f"{r[name + '_ratio_paired']:.3f} ({low:.3f}..{high:.3f})"
+        interval = r[name + "_ratio_interval"]
+        paired = f"{r[name + '_ratio_paired']:.3f} " + (f"({interval[0]:.3f}..{interval[1]:.3f})" if interval
+                                                         else "(< 5 pairs)")
         print(f"  {label:<22}{plain:>16}{trial:>16}{r[name + '_ratio']:>13.3f}{target:>10}{ok(name):>5}{paired:>30}"
               f"{beyond(name):>14}{r[name + '_ratio_best']:>11.3f}{r[name + '_spread']:>8.0%}")
     print(f"  {'process, start to exit':<22}{r['plain_wall_s']:>14.2f} s{r['trial_wall_s']:>14.2f} s"
           f"{r['wall_ratio']:>13.3f}{'(info)':>10}")
     print(f"  of which the trial's output check (perplexity pass, after the generation): {r['trial_output_check_s']:.2f} s")
     print(f"  generated tokens: plain {r['plain_generation_tokens']}, trial {r['trial_generation_tokens']}")
-    print("  pairs: the median of trial / plain over the pairs of runs made back to back, with a bootstrap interval"
-          " (pairs resampled);\n  beyond noise: that whole interval meets the target\n  best runs: the ratio of each side's best run; spread: (max - min) / median"
+    print("  pairs: the median of trial / plain over the pairs of runs made back to back, with its 90% interval"
+          " (order statistics,\n  no assumption on the noise's shape); beyond noise: that whole interval meets the"
+          " target\n  best runs: the ratio of each side's best run; spread: (max - min) / median"
           " of one side's runs, the larger side's")
     print("  spread per side (plain / trial): " + ", ".join(
         f"{name} {r[f'plain_{name}_spread']:.0%} / {r[f'trial_{name}_spread']:.0%}"
@@ -345,7 +349,7 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=REPS)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
     parser.add_argument("--use-torch", choices=["0", "1", "unset"], default="0")
-    parser.add_argument("--prompt-repeat", type=int, default=1)
+    parser.add_argument("--prompt-repeat", type=int, default=1, choices=range(1, 101), metavar="1..100")
     options = parser.parse_args()
     REPS, MAX_TOKENS = options.reps, options.max_tokens
     PROMPT = " ".join([PROMPT] * options.prompt_repeat)

@@ -15,7 +15,8 @@ built once and measured again each round, the turns in the other order), so that
 the naive rule comes with its range over the rounds. Target: median |error| <= 15 % and below the naive rule's on
 every model (each model's median over the rounds).
 
-Run: `python bench/speed.py` (or `make bench`); `--reps N` (default 5), `--max-tokens N` (default 8),
+Run: `python bench/speed.py` (or `make bench`); `--reps N` (default 5), `--max-tokens N` (the fewest tokens a
+run generates, default 8; a fast model generates up to 64, about 3 s of decoding),
 `--sizes 25M,100M` to run fewer, `--rounds N`. The last line is one JSON object:
   device, bandwidth_gbps (one per round), bandwidth_basis        the host as canrun sees it
   rounds: [{"<size> <format>": {params, bytes_per_token, measured_tps, predicted_tps, error_pct, naive_tps,
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -58,6 +60,10 @@ FORMATS = {"bf16": None, "4bit": 4}
 PROMPT = "the quick brown fox jumps over the lazy dog."
 TARGET_PCT = 15.0
 REP_BUDGET_S = 20.0  # per model: more runs while they are cheap
+# Tokens per run: enough for RUN_SECONDS of decoding (sized from the warm-up), --max-tokens at least, and at most
+# MAX_TOKENS_CAP. A fast model's 8 tokens take a fraction of a second, where one scheduler hiccup on a shared CPU
+# is 10 %; a 1B 4-bit model on a CPU needs a minute for its 8.
+RUN_SECONDS, MAX_TOKENS_CAP = 3.0, 64
 NAIVE_EFFICIENCY = 0.5
 ROUNDS = 3  # each model measured this many times: "better than naive" must hold beyond one run's noise
 
@@ -70,12 +76,14 @@ def run_once(loaded: dict, max_tokens: int):
     return last
 
 
-def load(path: Path) -> dict:
-    """The model loaded with mlx_lm.load, warmed up (untimed), and the bytes mlx holds for it."""
+def load(path: Path, min_tokens: int) -> dict:
+    """The model loaded with mlx_lm.load, warmed up (untimed), the bytes mlx holds for it, and the tokens each
+    of its runs generates (RUN_SECONDS at the warm-up's speed, within min_tokens .. MAX_TOKENS_CAP)."""
     model, tokenizer = mlx_lm.load(str(path))
     loaded = {"model": model, "tokenizer": tokenizer, "tokens": tokenizer.encode(PROMPT),
               "weights": sum(v.nbytes for _, v in tree_flatten(model.parameters()))}
-    run_once(loaded, 2)
+    warm_tps = run_once(loaded, 3).generation_tps
+    loaded["max_tokens"] = max(min_tokens, min(MAX_TOKENS_CAP, math.ceil(RUN_SECONDS * warm_tps)))
     return loaded
 
 
@@ -116,7 +124,7 @@ def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: 
     model gets --reps cheap runs, a 1B 4-bit one on a CPU one). Returns each model's median and, when `probe`, the
     median bandwidth probed between passes."""
     order = list(reversed(models)) if backwards else list(models)
-    loaded = {key: load(models[key]["path"]) for key in order}
+    loaded = {key: load(models[key]["path"], args.max_tokens) for key in order}
     runs: dict[str, list] = {key: [] for key in order}
     spent = dict.fromkeys(order, 0.0)
     probes = []
@@ -125,7 +133,7 @@ def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: 
             if runs[key] and spent[key] >= REP_BUDGET_S:
                 continue
             started = time.perf_counter()
-            runs[key].append(run_once(loaded[key], args.max_tokens))
+            runs[key].append(run_once(loaded[key], loaded[key]["max_tokens"]))
             spent[key] += time.perf_counter() - started
         if probe:
             probes.append(probe_bandwidth())
@@ -138,7 +146,8 @@ def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: 
             loaded[key]["weights"] + kv_per_token(SIZES[m["size"]]) * context, generation_tps,
             speed.QUANTIZED if m["bits"] else speed.FLOAT, m["params"], done[0].prompt_tokens,
             statistics.median(r.prompt_tps for r in done), key, layers=SIZES[m["size"]]["layers"])
-        print(f"measured {key}: {generation_tps:.2f} tok/s ({len(done)} runs)", file=sys.stderr, flush=True)
+        print(f"measured {key}: {generation_tps:.2f} tok/s ({len(done)} runs of {done[0].generation_tokens} tokens)",
+              file=sys.stderr, flush=True)
     del loaded
     mx.clear_cache()
     return samples, (statistics.median(probes) if probes else None)

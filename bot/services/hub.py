@@ -14,7 +14,6 @@ the process: Ctrl-C exits at once). In front of it:
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import threading
@@ -39,6 +38,7 @@ from huggingface_hub.errors import (
 
 from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoFile, RepoMetadata, Tensor
 from bot.core.verdicts import GATED, NOT_FOUND
+from bot.services import hub_client
 from bot.services.daemon_threads import DaemonRunner, parallel_map
 from bot.services.memo import RecentCache, SingleFlight
 from bot.services.store import Store
@@ -90,6 +90,7 @@ class HubSettings:
 
 class HubService:
     def __init__(self, settings: HubSettings, store: Store | None = None, clock: Callable[[], float] = time.time):
+        hub_client.install()  # a failed connect in one fetch's thread must not cut off the others'
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -274,23 +275,16 @@ class HubService:
         return {name: Tensor(t.dtype, tuple(t.shape)) for meta in parsed for name, t in meta.tensors.items()}
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline; a call
-        cut off by another thread's client reset gets one more try at once, beyond max_retries. call must be a
-        read (every caller's is: repo info, file downloads, safetensors headers, model search)."""
+        """call(), retried on 429, 5xx and network errors with backoff, never past the operation's deadline. call
+        must be a read (every caller's is: repo info, file downloads, safetensors headers, model search)."""
         deadline = getattr(self._local, "deadline", None)
         attempt = 0
-        cut_off = False
         while True:
             try:
                 return call()
             except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
                 raise
             except Exception as e:  # noqa: BLE001 - sorted below into retryable or not
-                if not cut_off and _cut_off_by_another_call(e) and (deadline is None or time.monotonic() < deadline):
-                    # Not this call's failure: once more at once, whatever max_retries says.
-                    cut_off = True
-                    log.info("hub call cut off by the client's reset (%s), sent again", _short(e))
-                    continue
                 if not _retryable(e):
                     if isinstance(e, HfHubHTTPError):
                         raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
@@ -321,21 +315,6 @@ def _retryable(e: Exception) -> bool:
     # recognise them by class name rather than importing a transport the hub may swap out.
     names = {cls.__name__ for cls in type(e).__mro__}
     return bool(names & {"TransportError", "TimeoutException", "ConnectionError", "TimeoutError"}) or isinstance(e, OSError)
-
-
-def _cut_off_by_another_call(e: BaseException) -> bool:
-    """huggingface_hub shares one HTTP client between threads and closes it whenever any request fails to connect
-    (huggingface_hub/utils/_http.py, `close_session` on ConnectError): the requests other threads have in flight
-    then fail with EBADF on their closed socket, or, closed between taking the client and sending, with httpx's
-    "client has been closed": through no fault of theirs or of the Hub."""
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if (isinstance(e, OSError) and e.errno == errno.EBADF) or (
-                isinstance(e, RuntimeError) and "client has been closed" in str(e)):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def _retry_after(e: Exception) -> float | None:

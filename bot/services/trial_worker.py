@@ -52,6 +52,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import disable_progress_bars, filter_repo_objects
 
 from bot.core import output_check
+from bot.services import hub_client
 
 # mlx and mlx-lm (a second to import) are imported where they are first needed: a repo that cannot be
 # downloaded fails before paying for them.
@@ -213,6 +214,7 @@ def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
              reporter: Reporter) -> tuple[Path, int, int]:
     """The snapshot's folder, the bytes fetched now and the bytes that were already on disk."""
     disable_progress_bars()  # the download events replace them
+    hub_client.install()  # snapshot_download's threads: one's failed connect must not cut off the others' files
     token = os.environ.get("HF_TOKEN") or False  # False: never a token stored on this machine
     info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True)
     patterns = allow_patterns()

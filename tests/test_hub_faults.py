@@ -129,10 +129,10 @@ async def test_a_long_retry_after_is_not_retried_early(hub, store, tmp_path):
 
 
 async def test_a_failed_connect_in_another_thread_does_not_cut_off_a_download(hub, store, tmp_path):
-    """huggingface_hub closes its HTTP client whenever a request fails to connect. Shared by every thread, as
-    huggingface_hub has it, that killed the downloads other threads had in flight (EBADF: seen as a flaky test, a
-    thread left over from an earlier test retrying against its stopped fake hub); with a client per thread
-    (bot/services/hub_client.py) the download goes on, even with max_retries = 0."""
+    """huggingface_hub closes its one shared HTTP client whenever a request fails to connect, which killed the
+    downloads other threads had in flight (EBADF: seen as a flaky test, a thread left over from an earlier test
+    retrying against its stopped fake hub). With the client kept open (bot/services/hub_client.py) the download
+    goes on, even with max_retries = 0."""
     from huggingface_hub.utils import http_backoff
 
     with socket.socket() as s:  # a port nothing listens on
@@ -150,6 +150,31 @@ async def test_a_failed_connect_in_another_thread_does_not_cut_off_a_download(hu
         meta = await fetch
     assert meta.config["model_type"] == "llama"
     assert hub.count("GET", "/config.json") == 1  # not cut off, so not sent again
+
+
+def test_the_kept_open_client_stays_one_client_and_a_forked_child_replaces_its_copy():
+    from bot.services.hub_client import KeptOpenClient
+
+    made = []
+
+    class Client:
+        def __init__(self):
+            self.closed = False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+
+    shared = KeptOpenClient(Client)
+    shared.close()  # huggingface_hub's close_session after a failed connect
+    assert len(made) == 1 and not made[0].closed
+    assert shared.closed is False  # every attribute is the client's
+    # In a forked child (huggingface_hub's at-fork hook calls close_session there): no real fork in a test
+    # process full of threads; the child is the process whose pid differs from the one that made the client.
+    shared._pid = -1
+    shared.close()
+    assert len(made) == 2 and made[0].closed and not made[1].closed
+    assert shared._pid == os.getpid()
 
 
 async def test_small_files_that_fail_leave_the_static_verdict_with_a_note(hub, store, tmp_path, capability_table):

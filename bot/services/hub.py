@@ -90,7 +90,7 @@ class HubSettings:
 
 class HubService:
     def __init__(self, settings: HubSettings, store: Store | None = None, clock: Callable[[], float] = time.time):
-        hub_client.install()  # a failed connect in one fetch's thread must not cut off the others'
+        hub_client.install()  # a failed connect in one fetch's thread must not close the client under the others
         self.settings = settings
         self.store = store
         self.clock = clock

@@ -1,16 +1,18 @@
-"""huggingface_hub's HTTP client, one per thread.
+"""huggingface_hub's shared HTTP client, kept open.
 
 huggingface_hub shares one client between every thread of the process, and closes it (`close_session`) whenever
 any request fails to connect (huggingface_hub/utils/_http.py). Every request another thread has in flight on it
 then dies with EBADF on its closed socket. canrun fetches from many threads at once (one per `/canrun`, the
 safetensors headers eight at a time), so one unreachable host, or a fetch given up on that keeps retrying, would
-cut off the others. Here each thread gets a client of its own: a failed connect closes only the client of the
-thread it failed in.
+cut off the others. Here the client stays open: its connection pool already drops a connection that fails, so
+the close only ever hurt. One client for the process, as huggingface_hub meant it, keeps connections reused across
+threads; only a forked child closes and replaces what it inherited (huggingface_hub's at-fork hook).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,34 +25,30 @@ _installed = False
 _install_lock = threading.Lock()
 
 
-class PerThreadClient:
-    """Stands in for the shared client: each attribute is the calling thread's own client's, made on first use.
-    close() closes the calling thread's client only."""
+class KeptOpenClient:
+    """Stands in for huggingface_hub's client: every attribute is the one client's; close() leaves it open,
+    except in a process forked after it was made, where the inherited client is closed and a new one made."""
 
     def __init__(self, factory: Callable[[], Any]):
         self._factory = factory
-        self._local = threading.local()
-
-    def own(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None or client.is_closed:
-            client = self._local.client = self._factory()
-        return client
+        self._lock = threading.Lock()
+        self._client = factory()
+        self._pid = os.getpid()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.own(), name)
+        return getattr(self._client, name)
 
     def close(self) -> None:
-        client = getattr(self._local, "client", None)
-        self._local.client = None
-        if client is not None:
-            client.close()
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's connections are not ours to share
+                self._client.close()
+                self._client, self._pid = self._factory(), os.getpid()
 
 
 def install() -> None:
-    """Make huggingface_hub hand out per-thread clients in this process (once; later calls do nothing). Its own
-    default factory still makes each client (headers, redirects, timeouts as it sets them); a version without one
-    keeps its shared client."""
+    """Make huggingface_hub's client one that close() leaves open, in this process (once; later calls do nothing).
+    huggingface_hub's own default factory still makes it (headers, redirects, timeouts as it sets them); a
+    version without one keeps its usual client."""
     global _installed
     with _install_lock:
         if _installed:
@@ -60,7 +58,8 @@ def install() -> None:
 
         default = getattr(_http, "default_client_factory", None)
         if default is None:
-            log.debug("huggingface_hub %s has no default_client_factory: its shared client stays",
+            log.debug("huggingface_hub %s has no default_client_factory: its client stays as it is",
                       huggingface_hub.__version__)
             return
-        huggingface_hub.set_client_factory(lambda: PerThreadClient(default))
+        shared = KeptOpenClient(default)
+        huggingface_hub.set_client_factory(lambda: shared)  # every get_session() after a close: the same client

@@ -214,7 +214,7 @@ def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
              reporter: Reporter) -> tuple[Path, int, int]:
     """The snapshot's folder, the bytes fetched now and the bytes that were already on disk."""
     disable_progress_bars()  # the download events replace them
-    hub_client.install()  # snapshot_download's threads: one's failed connect must not cut off the others' files
+    hub_client.install()  # snapshot_download's threads: one's failed connect must not close the client under the rest
     token = os.environ.get("HF_TOKEN") or False  # False: never a token stored on this machine
     info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True)
     patterns = allow_patterns()

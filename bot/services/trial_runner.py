@@ -288,10 +288,11 @@ class TrialProcess:
         cancelled = asyncio.ensure_future(self._cancelled.wait())
         try:
             while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:  # spent (or a limit of 0): a line already waiting in the pipe is late too
+                    return CANCELLED if cancelled.done() else TIMED_OUT
                 line = asyncio.ensure_future(process.stdout.readline())
-                done, _ = await asyncio.wait(
-                    {line, cancelled}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait({line, cancelled}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if line not in done:
                     line.cancel()
                     return CANCELLED if cancelled in done else TIMED_OUT

@@ -289,13 +289,18 @@ class TrialProcess:
         try:
             while True:
                 remaining = deadline - loop.time()
-                if remaining <= 0:  # spent (or a limit of 0): a line already waiting in the pipe is late too
-                    return CANCELLED if cancelled.done() else TIMED_OUT
+                answered = reports.result is not None or reports.error is not None
+                if answered:  # only the end of its output is awaited: no phase limit may discard the answer now
+                    remaining = max(remaining, EXIT_GRACE_SECONDS)
+                elif remaining <= 0:  # spent (or a limit of 0): a line already waiting in the pipe is late too
+                    return CANCELLED if self._cancelled.is_set() else TIMED_OUT
                 line = asyncio.ensure_future(process.stdout.readline())
                 done, _ = await asyncio.wait({line, cancelled}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if line not in done:
                     line.cancel()
-                    return CANCELLED if cancelled in done else TIMED_OUT
+                    if cancelled in done:
+                        return CANCELLED
+                    return None if answered else TIMED_OUT  # answered and silent: run() sees whether it exits
                 try:
                     raw = line.result()
                 except ValueError:  # a line over LINE_LIMIT_BYTES: not one the worker writes

@@ -21,8 +21,13 @@ import pytest  # noqa: E402
 from bot.core.capabilities import CapabilityTable  # noqa: E402
 from bot.core.engine import HostMemory  # noqa: E402
 from bot.services.capabilities import remember_capability_table  # noqa: E402
+from bot.services import hub_client  # noqa: E402
 from bot.services.capability_probe import probe_capabilities  # noqa: E402
 from bot.services.store import Store  # noqa: E402
+
+# As HubService does before its first request, and for the helpers that call huggingface_hub directly too: a thread
+# left over from one test, failing to connect to its stopped fake hub, must not close the client under the next.
+hub_client.install()
 
 # No test may reach the real services, whatever the developer's shell has set.
 for _var in ("HF_TOKEN", "GITHUB_TOKEN", "DISCORD_TOKEN", "HF_ENDPOINT", "CANRUN_GITHUB_API", "CANRUN_CONFIG"):

@@ -166,15 +166,15 @@ def test_the_kept_open_client_stays_one_client_and_a_forked_child_replaces_its_c
             self.closed = True
 
     shared = KeptOpenClient(Client)
-    shared.close()  # huggingface_hub's close_session after a failed connect
+    shared.close()  # huggingface_hub's close_session after a failed connect...
+    assert shared.for_this_process() is shared  # ...then its next get_session()
     assert len(made) == 1 and not made[0].closed
     assert shared.closed is False  # every attribute is the client's
-    # In a forked child (huggingface_hub's at-fork hook calls close_session there): no real fork in a test
-    # process full of threads; the child is the process whose pid differs from the one that made the client.
+    # In a forked child (no real fork in a test process full of threads): the process whose pid differs from the
+    # one that made the client.
     shared._pid = -1
-    shared.close()
-    assert len(made) == 2 and made[0].closed and not made[1].closed
-    assert shared._pid == os.getpid()
+    assert shared.for_this_process() is shared
+    assert len(made) == 2 and made[0].closed and not made[1].closed and shared._pid == os.getpid()
 
 
 async def test_small_files_that_fail_leave_the_static_verdict_with_a_note(hub, store, tmp_path, capability_table):

@@ -5,8 +5,10 @@ any request fails to connect (huggingface_hub/utils/_http.py). Every request ano
 then dies with EBADF on its closed socket. canrun fetches from many threads at once (one per `/canrun`, the
 safetensors headers eight at a time), so one unreachable host, or a fetch given up on that keeps retrying, would
 cut off the others. Here the client stays open: its connection pool already drops a connection that fails, so
-the close only ever hurt. One client for the process, as huggingface_hub meant it, keeps connections reused across
-threads; only a forked child closes and replaces what it inherited (huggingface_hub's at-fork hook).
+the close only ever hurt (a changed proxy or CA bundle now needs a restart). One client for the process, as
+huggingface_hub meant it, keeps connections reused across threads; only a forked child replaces what it inherited.
+install() runs before the first request (HubService, the trial worker, the tests' conftest): installing closes the
+client huggingface_hub had until then.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ _install_lock = threading.Lock()
 
 
 class KeptOpenClient:
-    """Stands in for huggingface_hub's client: every attribute is the one client's; close() leaves it open,
-    except in a process forked after it was made, where the inherited client is closed and a new one made."""
+    """Stands in for huggingface_hub's client: every attribute is the one client's, and close() leaves it open.
+    huggingface_hub asks its factory (`for_this_process`) for it again after each close; a process forked after
+    the client was made gets a new one there, and closes its copy of the parent's connections."""
 
     def __init__(self, factory: Callable[[], Any]):
         self._factory = factory
@@ -39,10 +42,14 @@ class KeptOpenClient:
         return getattr(self._client, name)
 
     def close(self) -> None:
+        pass  # see the module's doc
+
+    def for_this_process(self) -> KeptOpenClient:
         with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's connections are not ours to share
-                self._client.close()
-                self._client, self._pid = self._factory(), os.getpid()
+                inherited, self._client, self._pid = self._client, self._factory(), os.getpid()
+                inherited.close()
+        return self
 
 
 def install() -> None:
@@ -61,5 +68,4 @@ def install() -> None:
             log.debug("huggingface_hub %s has no default_client_factory: its client stays as it is",
                       huggingface_hub.__version__)
             return
-        shared = KeptOpenClient(default)
-        huggingface_hub.set_client_factory(lambda: shared)  # every get_session() after a close: the same client
+        huggingface_hub.set_client_factory(KeptOpenClient(default).for_this_process)

@@ -44,7 +44,7 @@ def paired_ratio(numerators: list[float], denominators: list[float],
     slow period) cancels in the pair's ratio, and unlike the spread the interval narrows with more runs. A ratio
     whose whole interval clears a target met it beyond the noise. low and high are None when there are too few
     pairs for the level (fewer than 5 at 90 %)."""
-    ratios = sorted(n / d for n, d in zip(numerators, denominators, strict=True))
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]  # median_interval sorts them
     low, high = median_interval(ratios, level)
     return statistics.median(ratios), low, high
 

@@ -2,7 +2,7 @@
 
 Scenario: random Llamas (tied embeddings, 32k vocabulary, real safetensors and tokenizer files) of about 25M,
 100M, 400M and 1B parameters, in bf16 and MLX 4-bit, each loaded with mlx_lm.load and measured with
-mlx_lm.stream_generate on this machine: all of a round's models loaded at once, warmed up untimed, then measured in
+mlx_lm.stream_generate on this machine (its decode rate, as canrun counts a trial's: bot.core.speed.decode_tps): all of a round's models loaded at once, warmed up untimed, then measured in
 turns (a run of each, the next pass in the other order) so that this machine's drift hits them alike; each
 model's median of up to --reps runs (another run only while its runs took less than 20 s, one at least). Then, for
 each model, the estimator is calibrated on the other models' measurements (bot.core.speed.calibrate, which fits the
@@ -76,6 +76,13 @@ def run_once(loaded: dict, max_tokens: int):
     return last
 
 
+def decoded(response) -> float:
+    """A run's decode rate (bot.core.speed.decode_tps, as trials are counted): mlx-lm's generation_tps counts
+    the prompt pass's token too, 14 % more than the rate at the 8 tokens a slow model here generates."""
+    return speed.decode_tps({"generation_tps": response.generation_tps,
+                             "generation_tokens": response.generation_tokens})
+
+
 def load(path: Path, min_tokens: int) -> dict:
     """The model loaded with mlx_lm.load, warmed up (untimed), the bytes mlx holds for it, and the tokens each
     of its runs generates (RUN_SECONDS at the warm-up's speed, within min_tokens .. MAX_TOKENS_CAP)."""
@@ -140,7 +147,7 @@ def measure_round(models: dict[str, dict], args: argparse.Namespace, backwards: 
     samples = {}
     for key in models:
         m, done = models[key], runs[key]
-        generation_tps = statistics.median(r.generation_tps for r in done)
+        generation_tps = statistics.median(decoded(r) for r in done)
         context = done[0].prompt_tokens + done[0].generation_tokens
         samples[key] = speed.Sample(
             loaded[key]["weights"] + kv_per_token(SIZES[m["size"]]) * context, generation_tps,

@@ -60,7 +60,7 @@ def test_the_depth_travels_from_the_config_to_the_report_and_back_as_a_sample():
                                                       context_tokens=0, prompt_tokens=512).to_json())
     assert report.layers == 16 and report.line == pytest.approx((17e-4, 1 / 2e12))
     facts = report.to_json()
-    sample = speed.sample_of(facts, {"generation_tps": 400.0, "prompt_tokens": 0, "generation_tokens": 0})
+    sample = speed.sample_of(facts, {"generation_tps": 400.0, "prompt_tokens": 0})
     assert sample.layers == 16 and sample.bytes_per_token == 2e9
     assert speed.sample_of({**facts, "layers": True}, {"generation_tps": 400.0}).layers is None
     assert speed.trial_prediction(report, {"generation_tps": 400.0})["predicted_tps"] == round(
@@ -158,9 +158,22 @@ def test_a_trial_becomes_a_sample_with_the_kv_read_at_its_own_context():
     facts = {"weights_per_token": 1000, "kv_per_token": 2.0, "format": QUANTIZED, "active_params": 500}
     result = {"generation_tps": 50.0, "prompt_tps": 300.0, "prompt_tokens": 20, "generation_tokens": 30}
     sample = speed.sample_of(facts, result, "org/m")
-    assert sample == Sample(1100.0, 50.0, QUANTIZED, 500, 20, 300.0, "org/m")
+    assert sample == Sample(1100.0, 50.0 * 29 / 30, QUANTIZED, 500, 20, 300.0, "org/m")
     assert speed.sample_of(facts, {"generation_tps": 0}) is None and speed.sample_of({}, result) is None
     assert speed.error_percent(110, 100) == pytest.approx(10.0)
+
+
+def test_the_decode_rate_leaves_out_the_token_of_the_prompt_pass():
+    # mlx-lm's stream_generate: N tokens over the time since the first arrived, which took N - 1 decode steps.
+    assert speed.decode_tps({"generation_tps": 8.0, "generation_tokens": 8}) == pytest.approx(7.0)
+    assert speed.decode_tps({"generation_tps": 64.0, "generation_tokens": 64}) == pytest.approx(63.0)
+    # One token: the prompt pass made it, no decode step was timed; a generation stopped there says nothing.
+    assert speed.decode_tps({"generation_tps": 5000.0, "generation_tokens": 1}) is None
+    assert speed.sample_of({"weights_per_token": 1000}, {"generation_tps": 5000.0, "generation_tokens": 1}) is None
+    # The count unknown (a result from elsewhere): the figure as given. Nonsense is no figure.
+    assert speed.decode_tps({"generation_tps": 30.0}) == 30.0
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "30", None):
+        assert speed.decode_tps({"generation_tps": bad, "generation_tokens": 10}) is None
 
 
 # ---- the chip table ------------------------------------------------------------------------------------
@@ -203,9 +216,10 @@ def test_a_trial_is_compared_with_the_prediction_at_its_own_context():
     report = speed.report(inputs, {FLOAT: fitted(), QUANTIZED: PRIOR}, device="d", context_tokens=4096,
                           prompt_tokens=512)
     result = {"generation_tps": 100.0, "prompt_tokens": 20, "generation_tokens": 80}
-    # 3 ms + (2e9 + 100 bytes x 100 tokens) / 300 GB/s
-    expected = 1 / (0.003 + (2_000_000_000 + 100 * 100) / 300e9)
+    # 3 ms + (2e9 + 100 bytes x 100 tokens) / 300 GB/s, against 79 decode steps in the time mlx-lm gave 80 tokens
+    expected, decoded = 1 / (0.003 + (2_000_000_000 + 100 * 100) / 300e9), 100.0 * 79 / 80
     compared = speed.trial_prediction(speed.SpeedReport.from_json(report.to_json()), result)
     assert compared["predicted_tps"] == round(expected, 2) and compared["label"] == speed.CALIBRATED
-    assert compared["error_pct"] == round((expected - 100) / 100 * 100, 1)
+    assert compared["measured_tps"] == round(decoded, 2)
+    assert compared["error_pct"] == round((expected - decoded) / decoded * 100, 1)
     assert speed.trial_prediction(report, {"generation_tps": None}) is None

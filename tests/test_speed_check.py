@@ -63,7 +63,9 @@ def test_trials_on_this_host_calibrate_and_a_trial_of_the_repo_is_measured(cli):
     assert 0 < speed["variants"]["as_is"]["generation_tps"]["point"] < 8
     assert 15 < speed["variants"]["4bit"]["generation_tps"]["point"] < 25
     measured = check_json(cli, "TheBloke/Llama-2-7B-AWQ")["speed"]
-    assert measured["label"] == "measured" and measured["variants"]["as_is"]["generation_tps"]["point"] == 20.0
+    # The trial's decode rate: mlx-lm's 20 tok/s counted 64 tokens, the first from the prompt pass.
+    assert measured["label"] == "measured"
+    assert measured["variants"]["as_is"]["generation_tps"]["point"] == round(20.0 * 63 / 64, 1)
 
 
 async def add_trial(db, repo: str, device: str, tps: float) -> None:

@@ -43,6 +43,7 @@ def heading(report: SpeedReport) -> str:
 
 
 def prediction_line(compared: dict) -> str:
-    """A trial's measured speed beside what canrun predicted for it (bot.core.speed.trial_prediction)."""
+    """A trial's measured speed beside what canrun predicted for it (bot.core.speed.trial_prediction). The
+    measured rate is decoding alone, a little below mlx-lm's generation figure (bot.core.speed.decode_tps)."""
     return (f"predicted {_n(compared['predicted_tps'])} tok/s ({compared['label']}), measured "
-            f"{_n(compared['measured_tps'])} tok/s: {compared['error_pct']:+.0f} %")
+            f"{_n(compared['measured_tps'])} tok/s decoding: {compared['error_pct']:+.0f} %")

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from bot.services import trial_queue
 from bot.services.store import Store
 from bot.services.trial_queue import QueueSettings, TrialAborted, TrialQueue, TrialRefused
 from bot.services.trial_runner import TrialLimits
@@ -158,3 +159,25 @@ async def test_timeout_is_recorded(store, tiny_hub, tmp_path):
     trial = await wait_finished(queue, trial.id)
     await queue.stop()
     assert (trial.status, trial.phase, trial.loaded) == ("timed_out", "generate", True)
+
+
+async def test_the_queue_outlives_a_failure_outside_any_trial_and_goes_on_once_it_is_fixed(
+        store, tiny_hub, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(trial_queue, "RETRY_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(trial_queue, "RETRY_MAX_SECONDS", 0.2)
+    blocker = tmp_path / "disk"
+    blocker.write_text("a file where the cache folder should be")  # the slot's folder cannot be made
+    queue = TrialQueue(store, QueueSettings(endpoint=tiny_hub.endpoint, cache_dir=blocker / "models"))
+    trial = await ask(queue, "tiny/a")
+    queue.start()
+    deadline = time.monotonic() + 30
+    while "the trial queue failed" not in caplog.text:
+        assert time.monotonic() < deadline, "the failure was never logged"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a few more tries
+    assert not queue._task.done() and (await queue.get(trial.id)).status == "queued"
+    blocker.unlink()  # the owner fixes it; the waiting trial runs without a restart
+    trial = await wait_finished(queue, trial.id)
+    await queue.stop()
+    assert trial.status == "succeeded"
+

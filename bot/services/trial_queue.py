@@ -29,6 +29,10 @@ from bot.services.trial_slot import trial_slot
 log = logging.getLogger(__name__)
 DEFAULT_ETA_SECONDS = 180.0  # before any trial has finished, a guess for one trial's length
 FINISHED = ("succeeded", "failed", "cancelled", "timed_out", "expired")
+CRASHED = "canrun itself failed running this trial"
+# After a failure outside any one trial (the slot's folder, the database), the loop waits this long, doubling up
+# to the most, and tries again: a broken disk is not retried in a tight loop, a fixed one is found within a minute.
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 1.0, 60.0
 
 
 class TrialRefused(CanrunUserError):
@@ -121,6 +125,7 @@ class TrialQueue:
         self._current: tuple[int, Any] | None = None  # (trial id, its TrialProcess)
         self._cancel_requested: dict[int, int] = {}
         self._task: asyncio.Task | None = None
+        self._claimed: Trial | None = None  # the trial the loop is running, for _fail_claimed
         self._finish_waiters: dict[int, list[asyncio.Future[Trial]]] = {}
         self.recovered: list[int] = []  # trials recover() ended
         self.spare = SpareWorker() if settings.warm_worker else None
@@ -297,20 +302,51 @@ class TrialQueue:
     # ---- the worker loop -----------------------------------------------------------------------
 
     async def _run_forever(self) -> None:
+        failures = 0
         while True:
-            await self._prepare_spare()  # no trial runs now: the next one finds mlx-lm imported
-            self._wakeup.clear()  # before looking: an enqueue from now on wakes the wait below
-            if not await self._anything_queued():
-                await self._wakeup.wait()
-                continue
-            # The slot first, then the claim: a trial waiting for the host stays queued, and says so.
-            async with trial_slot(self.settings.cache_dir, "the Discord bot's trial queue",
-                                  on_wait=self._waiting_for_host) as slot:
-                trial = await self._claim_next()
-                if trial is None:
-                    continue
-                slot.describe(f"the Discord bot's trial #{trial.id} of {trial.repo_id}")
-                await self._run_guarded(trial)
+            try:
+                await self._serve_next()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the queue must outlive a failure outside any one trial's run
+                # The slot's folder, the database: the owner may fix it while the bot runs, and queued trials
+                # then go on. A trial claimed before the failure must not stay 'running' until a restart.
+                failures += 1
+                delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+                log.exception("the trial queue failed; it tries again in %g s", delay)
+                await self._fail_claimed()
+                await asyncio.sleep(delay)
+
+    async def _serve_next(self) -> None:
+        """Wait for a queued trial and run it; returns when there was none to claim after all."""
+        await self._prepare_spare()  # no trial runs now: the next one finds mlx-lm imported
+        self._wakeup.clear()  # before looking: an enqueue from now on wakes the wait below
+        if not await self._anything_queued():
+            await self._wakeup.wait()
+            return
+        # The slot first, then the claim: a trial waiting for the host stays queued, and says so.
+        async with trial_slot(self.settings.cache_dir, "the Discord bot's trial queue",
+                              on_wait=self._waiting_for_host) as slot:
+            trial = await self._claim_next()
+            if trial is None:
+                return
+            self._claimed = trial
+            slot.describe(f"the Discord bot's trial #{trial.id} of {trial.repo_id}")
+            await self._run_guarded(trial)
+            self._claimed = None
+
+    async def _fail_claimed(self) -> None:
+        """After a failure of the loop: the trial it had claimed ends as failed, if it has not ended."""
+        trial, self._claimed = self._claimed, None
+        if trial is None:
+            return
+        try:
+            current = await self.get(trial.id)
+            if current is not None and not current.finished:
+                await self._finish(trial.id, "failed", current.phase, CRASHED, {}, None)
+        except Exception:  # noqa: BLE001 - the database may be what failed; a restart marks it then
+            log.exception("could not record the end of trial #%s", trial.id)
 
     async def _prepare_spare(self) -> None:
         if self.spare is not None:
@@ -331,7 +367,7 @@ class TrialQueue:
             raise
         except Exception:  # noqa: BLE001 - one broken trial must not stop the queue
             log.exception("trial #%s crashed the queue's run", trial.id)
-            await self._finish(trial.id, "failed", trial.phase, "canrun itself failed running this trial", {}, None)
+            await self._finish(trial.id, "failed", trial.phase, CRASHED, {}, None)
 
     async def _claim_next(self) -> Trial | None:
         async with self.store.transaction() as db:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -203,3 +204,52 @@ async def test_a_worker_killed_from_outside_fails_and_the_next_trial_runs(hub, t
 
     after = await start_trial(spec(hub, "tiny/llama", tmp_path), TrialLimits()).run(Progress())
     assert after.status == "succeeded", after.error
+
+
+# A bot that starts a trial through the real runner, says its worker's pid once the download is under way, and
+# waits: the test kills it as the kernel or a crash would, with no chance to clean up.
+BOT_KILLED_MID_TRIAL = """
+import asyncio, sys
+from pathlib import Path
+from bot.services.trial_runner import TrialLimits, TrialSpec, start_trial
+
+async def main():
+    spec = TrialSpec(repo_id="tiny/slow", revision=None, prompt="hello", max_tokens=8, endpoint=sys.argv[1],
+                     cache_dir=Path(sys.argv[2]))
+    trial, told = start_trial(spec, TrialLimits()), []
+    def progress(report):
+        if report.bytes_done > 0 and not told:
+            told.append(print(trial.pid, flush=True))
+    await trial.run(progress)
+
+asyncio.run(main())
+"""
+
+
+def worker_gone(pid: int) -> bool:
+    """Gone, or dead and waiting to be reaped by whatever adopted it (not every container's init reaps)."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def test_a_worker_whose_bot_is_killed_ends_itself(hub, tmp_path):
+    bot = await asyncio.create_subprocess_exec(sys.executable, "-c", BOT_KILLED_MID_TRIAL, hub.endpoint,
+                                               str(tmp_path), stdout=asyncio.subprocess.PIPE)
+    try:
+        worker = int(await asyncio.wait_for(bot.stdout.readline(), 60))
+    finally:
+        bot.kill()
+        await bot.wait()
+    # The download is held back for a minute: only the worker's own watch on its parent ends it this soon.
+    deadline = time.monotonic() + 15
+    try:
+        while not worker_gone(worker):
+            assert time.monotonic() < deadline, "the worker outlived its bot"
+            await asyncio.sleep(0.1)
+    finally:
+        if not worker_gone(worker):
+            os.killpg(worker, signal.SIGKILL)

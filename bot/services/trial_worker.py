@@ -37,6 +37,7 @@ import gc
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ from bot.services import hub_client
 # downloaded fails before paying for them.
 
 PROGRESS_INTERVAL_SECONDS = 0.5
+ORPHAN_CHECK_SECONDS = 1.0
 MESSAGE_CHARS = 1500
 TEXT_CHARS = 100_000  # keeps the result line short whatever a tokenizer decodes to; people see far less
 
@@ -85,6 +87,7 @@ JOB_FIELDS = ("repo", "revision", "prompt", "max_tokens", "cache_dir", "endpoint
 
 
 def main(args: argparse.Namespace) -> int:
+    exit_with_parent()
     reporter, printed = _take_stdout()
     if args.wait:
         args = _wait_for_job(args, reporter)
@@ -113,6 +116,24 @@ def main(args: argparse.Namespace) -> int:
         return 1
     reporter.send("result", **result)
     return 0
+
+
+def exit_with_parent(interval: float = ORPHAN_CHECK_SECONDS) -> None:
+    """End this worker, and whatever it started, once the process that started it is gone. The runner puts the
+    worker in a session of its own (it kills the whole group), so nothing else ends it when the bot itself is
+    killed or crashes: it would go on downloading gigabytes or holding a model in memory while the restarted bot
+    starts the next trial beside it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        # Our own group only when we lead it (as the runner starts us); else just this process.
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _wait_for_job(args: argparse.Namespace, reporter: Reporter) -> argparse.Namespace | None:

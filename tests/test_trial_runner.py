@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from bot.core.trial_outcome import TrialProgress
 from bot.services.host import device_label
-from bot.services.trial_runner import TrialLimits, TrialSpec, start_trial
+from bot.services.trial_runner import TrialLimits, TrialProcess, TrialSpec, start_trial
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import tiny_llama_files
 
@@ -253,3 +253,26 @@ async def test_a_worker_whose_bot_is_killed_ends_itself(hub, tmp_path):
     finally:
         if not worker_gone(worker):
             os.killpg(worker, signal.SIGKILL)
+
+
+# A worker that has answered and is still on its way out when the cancel comes (its last progress line is the
+# moderator's cue to press Cancel).
+ANSWERS_THEN_LINGERS = """
+import json, time
+for event in ({"event": "phase", "phase": "generate"}, {"event": "generated", "tokens": 4},
+              {"event": "result", "ok": True, "generation_tokens": 4, "generation_tps": 9.0},
+              {"event": "generate", "tokens": 4}):
+    print(json.dumps(event), flush=True)
+time.sleep(3)
+"""
+
+
+async def test_a_cancel_after_the_worker_answered_keeps_its_result():
+    trial = TrialProcess([sys.executable, "-c", ANSWERS_THEN_LINGERS], dict(os.environ), TrialLimits())
+
+    def press_cancel(report: TrialProgress) -> None:
+        if report.tokens:
+            trial.cancel()
+
+    outcome = await trial.run(press_cancel)
+    assert (outcome.status, outcome.result["generation_tps"]) == ("succeeded", 9.0)

@@ -290,7 +290,10 @@ class TrialQueue:
             self._cancel_requested[trial_id] = by_user
             if self._current is not None and self._current[0] == trial_id:
                 self._current[1].cancel()
-            return await self.get(trial_id)
+            trial = await self.get(trial_id)
+            if trial is not None and trial.finished:  # it ended meanwhile: no run will take the request
+                self._cancel_requested.pop(trial_id, None)
+            return trial
         trial = await self.get(trial_id)
         await self._notify(trial, None)
         return trial
@@ -409,8 +412,10 @@ class TrialQueue:
         finally:
             self._current = None
         loaded = loaded_from(outcome.status, outcome.phase, reached_generate, outcome.reported)
+        # A cancel that came after the end is no part of it.
+        asked = self._cancel_requested.pop(trial.id, None)
         await self._finish(trial.id, outcome.status, outcome.phase, outcome.error, outcome.result, loaded,
-                           cancelled_by=self._cancel_requested.pop(trial.id, None))
+                           cancelled_by=asked if outcome.status == "cancelled" else None)
 
     async def _finish(self, trial_id: int, status: str, phase: str | None, error: str | None,
                       result: dict[str, Any], loaded: bool | None, cancelled_by: int | None = None) -> None:

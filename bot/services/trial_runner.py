@@ -257,6 +257,8 @@ class TrialProcess:
     def _outcome(self, stopped: str | None, reports: _Reports, returncode: int, stderr_tail: str,
                  duration: float) -> TrialOutcome:
         phase = reports.phase
+        if reports.result is not None:  # answered before a late cancel: the trial is over, and it worked
+            return TrialOutcome(SUCCEEDED, phase, None, duration, reports.result)
         if stopped == CANCELLED:
             return TrialOutcome(CANCELLED, phase, None, duration, reports.partial_result())
         if stopped == TIMED_OUT:
@@ -267,8 +269,6 @@ class TrialProcess:
                 limit = self._limits.seconds_for(phase)
                 error = f"the {phase or 'download'} phase took longer than its limit of {limit:g} s"
             return TrialOutcome(TIMED_OUT, phase, error, duration, reports.partial_result())
-        if reports.result is not None:
-            return TrialOutcome(SUCCEEDED, phase, None, duration, reports.result)
         if reports.error is not None:
             error = str(reports.error.get("message") or reports.error.get("type") or "unknown error")
             return TrialOutcome(FAILED, reports.error.get("phase", phase), error, duration, reports.partial_result(),

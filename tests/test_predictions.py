@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot.core.canrun_forecast import forecast
 from bot.core.scoring import Forecast, accuracy_of, calibration_of, mean_brier_of, streaks, tally
 from bot.services import predictions as game
+from bot.services.game_events import GameEvents
 from bot.services.predictions import Refused
 from bot.services.store import Store, discover_migrations
 
@@ -103,6 +104,30 @@ async def test_a_running_trial_locks_predictions_until_it_ends(store):
     await predict(store, 10, "o/a", False, 90, at=T + 4)
     assert [h.change for h in await game.prediction_history(store, mine.id)] == [
         "placed", "locked", "unlocked", "changed"]
+
+
+async def test_a_trial_whose_end_was_recorded_but_not_settled_before_a_crash_settles_at_the_restart(store):
+    await predict(store, 10, "o/a", False, 90, at=T)
+    await predict(store, 11, "o/b", True, 70, at=T)
+    await game.lock_repo(store, "o/a", at=T + 1)
+    await game.lock_repo(store, "o/b", at=T + 1)
+    async with store.transaction() as db:  # o/a's trial ended (the queue's record), then the bot died
+        await db.execute("INSERT INTO trials (repo_id, requested_by, prompt, max_tokens, status, loaded, created_at,"
+                         " started_at, finished_at) VALUES ('o/a', 1, 'hi', 4, 'failed', 0, ?, ?, ?)",
+                         (T + 0.5, T + 1, T + 2))
+    await store.close()
+    restarted = await Store.open_migrated(store.path)  # o/b's trial died unfinished (the queue marks it failed)
+    try:
+        assert await GameEvents(restarted).recover() == ["o/a", "o/b"]
+        a = await game.get_prediction(restarted, GUILD, 10, "o/a")
+        assert (a.status, a.settled_by, a.outcome, a.points, a.settled_at) == ("settled", "trial", False, 24.0, T + 2)
+        assert (await game.get_prediction(restarted, GUILD, 11, "o/b")).status == "open"
+        assert await game.repo_locks(restarted) == []
+        # A later verdict saying the opposite changes nothing: the trial had answered.
+        await game.settle_repo(restarted, GUILD, "o/a", True, "verdict", at=T + 10)
+        assert (await game.get_prediction(restarted, GUILD, 10, "o/a")).points == 24.0
+    finally:
+        await restarted.close()
 
 
 async def test_a_trial_that_judged_settles_the_locked_predictions_in_every_guild(store):

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 
 from bot.config import Config
-from bot.services import predictions as game
 from bot.services.answers import CanrunAnswers
 from bot.services.canrun_forecasts import CanrunForecasts
 from bot.services.capabilities import load_capability_table
@@ -44,10 +43,10 @@ class Services:
         store = await Store.open_migrated(config.path(config.store.path))
         checker = None
         try:
-            stale = await game.release_stale_locks(store)  # no trial runs yet: these outlived a crash
-            if stale:
-                log.info("reopened predictions locked by trials that died with the last run: %s", ", ".join(stale))
             game_events = GameEvents(store)
+            stale = await game_events.recover()  # no trial runs yet: these locks outlived a crash
+            if stale:
+                log.info("released repos locked by trials that died with the last run: %s", ", ".join(stale))
             checker = make_checker(config, store, await load_capability_table(store))
             trials = TrialService(config, store, checker, game_events)
             await trials.recover()

@@ -14,7 +14,7 @@ from bot.core.verdicts import GATED, LOADS, NOT_FOUND, Verdict
 from bot.services import predictions as game
 from bot.services.canrun_record import log_if_missed
 from bot.services.store import Store
-from bot.services.trial_queue import Trial, first_judged_at
+from bot.services.trial_queue import Trial, first_judged_at, latest_judged
 
 NO_ANSWER = (GATED, NOT_FOUND)
 
@@ -49,6 +49,20 @@ class GameEvents:
             return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
         finally:
             await game.unlock_repo(self.store, trial.repo_id)
+
+    async def recover(self) -> list[str]:
+        """At start, before any trial runs: a repo still locked was left by a process that died during a trial.
+        When that trial's end was recorded but the process died before its settlement (or the settlement
+        failed), the result is applied now, as of when the trial ended: the ground truth is not dropped, and a
+        later verdict cannot score what the trial already answered. Then the repo is unlocked. Returns the repos."""
+        repos = []
+        for repo_id, locked_at in await game.repo_locks(self.store):
+            trial = await latest_judged(self.store, repo_id, since=locked_at)
+            if trial is not None:
+                await game.settle_repo(self.store, None, repo_id, bool(trial.loaded), "trial", at=trial.finished_at)
+            await game.unlock_repo(self.store, repo_id)
+            repos.append(repo_id)
+        return repos
 
     def seen_in(self, guild_id: int) -> game.SeenCallable:
         """For peeking, besides a member's own /canrun answers: what was posted in public, in this guild (any

@@ -109,6 +109,17 @@ async def first_judged_at(store: Store, repo_id: str) -> float | None:
     return row[0]
 
 
+async def latest_judged(store: Store, repo_id: str, *, since: float = 0.0) -> Trial | None:
+    """The latest trial of this repo's default branch that finished after `since` and told whether load()
+    succeeds."""
+    async with store.conn.execute(
+        "SELECT * FROM trials WHERE repo_id = ? AND COALESCE(revision, ?) = ? AND loaded IS NOT NULL"
+        " AND finished_at >= ? ORDER BY finished_at DESC LIMIT 1",
+        (repo_id, DEFAULT_BRANCH, DEFAULT_BRANCH, since)) as cur:  # is_default_branch(revision), in SQL
+        row = await cur.fetchone()
+    return Trial.from_row(row) if row else None
+
+
 Listener = Callable[[Trial, TrialProgress | None], Awaitable[None]]
 
 
@@ -207,12 +218,7 @@ class TrialQueue:
     async def latest_judged(self, repo_id: str, *, since: float = 0.0) -> Trial | None:
         """The latest trial of this repo's default branch that finished after `since` and told whether load()
         succeeds."""
-        async with self.store.conn.execute(
-            "SELECT * FROM trials WHERE repo_id = ? AND COALESCE(revision, ?) = ? AND loaded IS NOT NULL"
-            " AND finished_at >= ? ORDER BY finished_at DESC LIMIT 1",
-            (repo_id, DEFAULT_BRANCH, DEFAULT_BRANCH, since)) as cur:  # is_default_branch(revision), in SQL
-            row = await cur.fetchone()
-        return Trial.from_row(row) if row else None
+        return await latest_judged(self.store, repo_id, since=since)
 
     async def wait_finished(self, trial_id: int) -> Trial:
         """Until the trial has ended, however it ends; returns it as it ended."""

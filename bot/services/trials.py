@@ -170,8 +170,8 @@ class TrialService:
 
     async def _after_trial(self, trial: Trial) -> None:
         try:
+            settlement = await self.game_events.trial_ended(trial)  # the game first: the comparison is an extra
             await self._compare_speed(trial)
-            settlement = await self.game_events.trial_ended(trial)
             if settlement is not None:
                 for listener in self.settled_listeners:
                     await listener(trial, settlement)

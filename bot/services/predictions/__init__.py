@@ -46,7 +46,7 @@ from bot.services.predictions.sightings import (
     VERDICT_SIGHTINGS, SeenCallable, SightingSource, seen_at, shown_in_guild_at,
 )
 from bot.services.predictions.placing import (
-    get_prediction, lock_repo, place_prediction, prediction_history, release_stale_locks, unlock_repo,
+    get_prediction, lock_repo, place_prediction, prediction_history, repo_locks, unlock_repo,
 )
 from bot.services.predictions.seasons import active_season, end_season, season_by_name, start_season
 from bot.services.predictions.settlement import settle_repo
@@ -62,7 +62,7 @@ __all__ = [
     "ALL_TIME", "MAX_ROUND_REPOS", "SOURCES", "CanrunForecastRow", "CanrunStanding", "HistoryEntry", "LeaderboardPage", "LeaderboardRow",
     "MemberRoundScore", "MemberStats", "Prediction", "Refused", "Round", "RoundRepo", "RoundResults", "Season",
     "Settlement", "Source", "VERDICT_SIGHTINGS", "SeenCallable", "SightingSource", "seen_at", "shown_in_guild_at",
-    "get_prediction", "lock_repo", "place_prediction", "prediction_history", "release_stale_locks", "unlock_repo",
+    "get_prediction", "lock_repo", "place_prediction", "prediction_history", "repo_locks", "unlock_repo",
     "active_season", "end_season", "season_by_name", "start_season", "rebuild_standings", "settle_repo",
     "close_round", "current_round", "get_round", "latest_round", "open_round", "reveal_round", "round_results",
     "void_round_repo", "leaderboard", "member_stats", "canrun_forecast", "has_forecast", "record_forecast",

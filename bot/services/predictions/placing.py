@@ -113,9 +113,8 @@ async def unlock_repo(store: Store, repo_id: str, *, at: float | None = None) ->
     return len(rows)
 
 
-async def release_stale_locks(store: Store, *, at: float | None = None) -> list[str]:
-    """At start no trial is running yet, so any repo lock was left by a process that died mid-trial."""
-    rows = await fetch_all(store.conn, "SELECT repo_id FROM repo_locks ORDER BY repo_id")
-    for row in rows:
-        await unlock_repo(store, row["repo_id"], at=at)
-    return [r["repo_id"] for r in rows]
+async def repo_locks(store: Store) -> list[tuple[str, float]]:
+    """The repos locked by a running trial, and since when."""
+    rows = await fetch_all(store.conn, "SELECT repo_id, locked_at FROM repo_locks ORDER BY repo_id")
+    return [(r["repo_id"], r["locked_at"]) for r in rows]
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from bot.discord.app import CanrunBot
 from bot.services.host import machine_name
 from bot.services.trial_queue import TrialRefused
 from tests.conftest import seed_store
-from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_WEBHOOK, FakeDiscord, patch_discord
+from tests.fakes.fake_discord import EPHEMERAL, UNKNOWN_INTERACTION, UNKNOWN_WEBHOOK, FakeDiscord, patch_discord
 from tests.fakes.hub import FakeRepo
 from tests.fakes.hub_zoo import QWEN3, TOKENIZER_JSON, verdict_cases, weights
 
@@ -169,6 +170,17 @@ async def test_malformed_repo_gets_a_private_explanation(fake, start_bot, zoo_hu
     assert "org/name" in callback.json["data"]["content"]
     assert callback.json["data"]["allowed_mentions"] == {"parse": []}
     assert len(zoo_hub.requests) == before
+
+
+async def test_a_private_answer_is_never_posted_in_the_channel_when_the_interaction_expired(fake, start_bot, caplog):
+    await start_bot()
+    fake.fail_route("POST", "/callback", 404, UNKNOWN_INTERACTION)  # answered after Discord's 3 s
+    await fake.send_slash_command("canrun", {"repo": "../../etc/passwd"})
+    deadline = time.monotonic() + 10
+    while "private answer" not in caplog.text:
+        assert time.monotonic() < deadline, "the dropped answer was not logged"
+        await asyncio.sleep(0.05)
+    assert not [r for r in fake.requests if r.method == "POST" and "/channels/" in r.path]
 
 
 async def test_cooldown_answers_with_the_wait(fake, start_bot):

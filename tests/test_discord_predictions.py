@@ -247,7 +247,7 @@ async def test_void_seasons_and_leaderboard_pages(fake, start_bot):
     assert "voided (repo changed" in embed["description"]
 
     ended = await fake.send_slash_command("season", {}, subcommand="end", user=fake.owner)
-    assert "has ended" in (await answer_of(fake, ended))["content"]
+    assert "has ended. `/leaderboard season:Autumn` shows" in (await answer_of(fake, ended))["content"]
     autumn = await fake.send_slash_command("leaderboard", {"season": "Autumn"}, user=gus)
     board = (await answer_of(fake, autumn))["embeds"][0]
     assert "season Autumn" in board["title"] and "+16.00" in board["description"]  # only the live repo scored

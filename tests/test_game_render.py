@@ -54,3 +54,14 @@ def test_the_round_header_promises_only_the_forecasts_canrun_made():
     assert "forecast on 2 of these 3 models" in round_header(rnd, 2).description
     quiet = round_header(rnd, 0).description
     assert "could not forecast this round" in quiet and "forecast on" not in quiet
+
+
+def test_round_results_name_long_repos_in_full():
+    longest = "an-org-name-of-forty-two-characters-at-all/" + "a_model_name" * 4  # 91 characters, underscores
+    repos = tuple(RoundRepo(r, i, True, "trial", None) for i, r in
+                  enumerate(("mlx-community/DeepSeek-R1-Distill-Qwen-32B-4bit", longest), start=1))
+    rnd = Round(1, 1, 2, 3, "revealed", 0.0, None, 1.0, 2.0, repos)
+    embed = round_results(RoundResults(rnd, []), "https://huggingface.co")
+    assert "[mlx-community/DeepSeek-R1-Distill-Qwen-32B-4bit](https://huggingface.co/mlx-community/" in \
+        embed.description
+    assert f"[{safe.escape(longest)}](https://huggingface.co/{longest})" in embed.description

@@ -92,7 +92,7 @@ def round_results(results: RoundResults, hub_url: str) -> discord.Embed:
     canrun = {f.repo_id: f for f in results.canrun}
     lines = []
     for repo in rnd.repos:
-        name = safe.link(repo.repo_id, f"{hub_url}/{repo.repo_id}", 200)
+        name = safe.link(repo.repo_id, f"{hub_url}/{repo.repo_id}", safe.REPO_LINK_CHARS)
         if repo.void_reason is not None:
             lines.append(f"🚫 {name}: voided ({safe.escape(safe.clip(repo.void_reason, 200))})")
         elif repo.outcome is None:

@@ -38,7 +38,7 @@ def record_embed(rec: CanrunRecord, hub_url: str = "https://huggingface.co") -> 
 
 def _miss_row(t: JudgedTrial, hub_url: str) -> str:
     name = t.repo_id + (f"@{t.revision}" if t.revision else "")
-    repo = safe.link(name, f"{hub_url}/{t.repo_id}", 120)
+    repo = safe.link(name, f"{hub_url}/{t.repo_id}", safe.REPO_LINK_CHARS)
     outcome = "it loaded" if t.loaded else \
         f"load() failed: {safe.code(one_line(t.error, MISS_ERROR_CHARS) or 'no message', MISS_ERROR_CHARS)}"
     return f"• #{t.trial_id} {repo} <t:{int(t.finished_at)}:R>: verdict {safe.code(t.verdict)}, {outcome}"

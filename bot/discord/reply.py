@@ -1,8 +1,8 @@
 """Answering an interaction, and carrying on in the channel when its token has expired.
 
 An interaction token lives 15 minutes; a slow answer (or a restart of Discord's side) can outlive it.
-Then edits of the original response fail with Unknown Webhook / Unknown Interaction, and the answer
-goes to a regular channel message instead, which later edits keep updating.
+Then edits of the original response fail with Unknown Webhook / Unknown Interaction, and a public answer
+goes to a regular channel message instead, which later edits keep updating; a private one is dropped.
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ class Reply:
 
 
 async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """A short private message to whoever used the command, however far the interaction has got."""
+    """A short private message to whoever used the command, however far the interaction has got. Once the
+    interaction's token has expired it is dropped (and logged): a private answer ("Recorded: won't load, 95 %
+    sure") never goes to the channel, where everyone would read it."""
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as e:
-        if not token_expired(e) or interaction.channel_id is None:
+        if not token_expired(e):
             raise
-        channel = interaction.client.get_partial_messageable(interaction.channel_id)
-        await channel.send(text, allowed_mentions=NO_MENTIONS)
+        log.warning("a private answer to %s was dropped: the interaction expired before it (%s)",
+                    interaction.user, e.text or e.status)

@@ -26,6 +26,9 @@ CONTENT = 2000
 
 _URL = re.compile(r"^https?://[^\s<>]+$")
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
+# A link to a repo, whole: its id (Hugging Face allows 96 characters, up to twice that escaped, a revision beside
+# it), the hub URL again and the markdown around them. `link` counts the URL too, so a smaller budget clips names.
+REPO_LINK_CHARS = 450
 CODE_SPAN_CHARS = 300  # a span of canrun's names what a repo holds: a file list, a tensor name
 
 

@@ -328,7 +328,7 @@ class PredictionsCog(commands.Cog):
     async def season_end(self, interaction: discord.Interaction) -> None:
         ended = await game.end_season(self.store, interaction.guild_id)
         await interaction.response.send_message(
-            f"🏁 Season **{safe.escape(ended.name)}** has ended. `/leaderboard season:{safe.escape(ended.name)}` "
+            f"🏁 Season **{safe.escape(ended.name)}** has ended. {safe.code(f'/leaderboard season:{ended.name}')} "
             "shows its final standings.", allowed_mentions=NO_MENTIONS)
 
 

@@ -24,9 +24,12 @@ from tests.fakes.hub_zoo import QWEN3, TOKENIZER_JSON, verdict_cases, weights
 GAME_COMMANDS = {"predict", "round", "leaderboard", "mystats", "season", "canrun-record"}
 
 
+OTHER_SERVER = 444444444444444444  # the bot is in it too, but the config names only the first server
+
+
 @pytest.fixture
 async def fake():
-    fake = await FakeDiscord().start()
+    fake = await FakeDiscord(guild_ids=(111111111111111111, OTHER_SERVER)).start()
     yield fake
     await fake.stop()
 
@@ -348,3 +351,28 @@ async def test_commands_sync_only_when_changed_and_owner_can_force(fake, start_b
     owner = await fake.send_slash_command("canrun-sync", user=fake.owner)
     await fake.wait_for_request("POST", f"/webhooks/{fake.app_id}/{owner.token}")
     assert puts() == 2
+
+
+async def test_commands_answer_only_in_the_configured_servers(fake, start_bot, zoo_hub):
+    await start_bot()
+    assert fake.registered_commands(OTHER_SERVER) == []
+    before = len(zoo_hub.requests)
+    # The command as an earlier run without guild_ids registered it everywhere, used in another server.
+    interaction = await fake.send_slash_command("canrun", {"repo": "mlx-community/Qwen3-0.6B-4bit"},
+                                                guild_id=OTHER_SERVER)
+    callback = await fake.wait_for_request("POST", f"/interactions/{interaction.id}/")
+    assert callback.json["data"]["flags"] & EPHEMERAL
+    assert "only in its study group's server" in callback.json["data"]["content"]
+    assert len(zoo_hub.requests) == before  # nothing was looked up
+
+
+async def test_a_server_the_commands_cannot_reach_is_logged_and_the_others_still_get_them(fake, start_bot, caplog):
+    wrong = 555555555555555555  # a channel's id pasted for a server's
+    fake.fail_route("PUT", f"/guilds/{wrong}/commands", 403, {"message": "Missing Access", "code": 50001}, count=2)
+    bot = await start_bot(guild_ids=[wrong, fake.guild_ids[0]])
+    assert {c["name"] for c in fake.registered_commands(fake.guild_ids[0])} >= {"canrun", "predict"}
+    assert any(str(wrong) in r.message and "guild_ids" in r.message for r in caplog.records if r.levelname == "ERROR")
+    await bot.close()
+    await asyncio.wait_for(bot.task, 30)
+    await start_bot(guild_ids=[wrong, fake.guild_ids[0]])  # not recorded as synced: the next start tries again
+    assert sum(1 for r in fake.requests if r.method == "PUT" and f"/guilds/{wrong}/" in r.path) == 2

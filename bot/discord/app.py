@@ -62,7 +62,9 @@ class CanrunBot(commands.Bot):
 
     def _command_hash(self) -> str:
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])
-        blob = json.dumps({"commands": payload, "guilds": sorted(self.config.discord.guild_ids)}, sort_keys=True)
+        # The application too: a new bot application with the same database has no commands yet.
+        blob = json.dumps({"commands": payload, "guilds": sorted(self.config.discord.guild_ids),
+                           "application": self.application_id}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def sync_commands(self, *, force: bool = False) -> int:
@@ -73,15 +75,26 @@ class CanrunBot(commands.Bot):
             log.info("slash commands unchanged since the last sync")
             return 0
         guild_ids = self.config.discord.guild_ids
+        synced, failed = [], []
         if guild_ids:
             for guild_id in guild_ids:
                 guild = discord.Object(guild_id)
                 self.tree.copy_global_to(guild=guild)
-                synced = await self.tree.sync(guild=guild)
+                try:
+                    synced = await self.tree.sync(guild=guild)
+                except discord.HTTPException as e:
+                    # A channel's id pasted for the server's, or a server the bot has left: the other servers
+                    # still get their commands, and the bot still starts.
+                    log.error("could not register the slash commands in server %s (%s): check [discord] guild_ids "
+                              "and that the bot is in that server, invited with the applications.commands scope",
+                              guild_id, e.text or e.status)
+                    failed.append(guild_id)
         else:
             synced = await self.tree.sync()
-        await store.state_put(SYNC_HASH_KEY, digest)
-        log.info("synced %d slash commands to %s", len(synced), guild_ids or "all servers")
+        if not failed:  # else the next start tries again
+            await store.state_put(SYNC_HASH_KEY, digest)
+        log.info("synced %d slash commands to %s", len(synced),
+                 [g for g in guild_ids if g not in failed] if guild_ids else "all servers")
         return len(synced)
 
     async def on_ready(self) -> None:

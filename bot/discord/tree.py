@@ -28,6 +28,16 @@ def user_error(error: BaseException) -> CanrunUserError | None:
 
 
 class CanrunTree(app_commands.CommandTree):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """With `[discord] guild_ids` set, commands answer in those servers only: commands an earlier run
+        registered globally, or the bot invited to another server, must not queue trials on the owner's machine
+        or play the study group's game."""
+        guild_ids = self.client.config.discord.guild_ids
+        if guild_ids and interaction.guild_id not in guild_ids:
+            await send_ephemeral(interaction, "canrun answers only in its study group's server.")
+            return False
+        return True
+
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         mistake = user_error(error)
         if mistake is not None:

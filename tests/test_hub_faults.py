@@ -60,6 +60,15 @@ async def test_rate_limiting_is_named_with_the_wait(hub, store, tmp_path):
     assert "rate limiting" in str(e.value) and "42 s" in str(e.value) and e.value.retry_after == 42
 
 
+async def test_a_rate_limited_file_download_is_named_as_rate_limiting(hub, store, tmp_path):
+    # The repo's info reads fine; the HEAD of config.json keeps answering 429. huggingface_hub retries it on its
+    # own (5 times, 2 s apart), then reports the file as missing from its local cache.
+    hub.fail_next(429, count=100, path_contains="/config.json", retry_after=1)
+    with pytest.raises(HubRateLimited) as e:
+        await service(hub, store, tmp_path, max_retries=0, deadline_seconds=60).fetch("org/llama")
+    assert e.value.retry_after == 1 and "rate limiting" in str(e.value)
+
+
 async def test_a_hub_slower_than_the_deadline_gives_up_once(hub, store, tmp_path):
     hub.latency = 3.0
     svc = service(hub, store, tmp_path, timeout_seconds=0.5, max_retries=5, deadline_seconds=1.0)
@@ -68,6 +77,15 @@ async def test_a_hub_slower_than_the_deadline_gives_up_once(hub, store, tmp_path
     assert "did not answer within 1 s" in str(e.value)
     # the retries stopped at the deadline instead of multiplying: a few requests, not 5 retries per call
     assert hub.count("GET", "/api/models/org/llama") <= 3
+
+
+async def test_a_stalled_metadata_request_times_out_on_its_own(hub, store, tmp_path):
+    hub.slow_paths["/api/models/org/llama"] = 30  # the connection opens, then nothing comes
+    svc = service(hub, store, tmp_path, timeout_seconds=0.5, max_retries=0, deadline_seconds=20)
+    started = time.monotonic()
+    with pytest.raises(HubUnavailable) as e:
+        await svc.fetch("org/llama")
+    assert time.monotonic() - started < 10 and "could not reach" in str(e.value)  # not the 20 s deadline
 
 
 def test_ctrl_c_during_a_slow_hub_exits_at_once_without_traceback(tmp_path):

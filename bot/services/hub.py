@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
+    LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
     SafetensorsParsingError,
@@ -192,7 +193,10 @@ class HubService:
     # ---- the blocking part, run in a thread ------------------------------------------------------
 
     def _read_repo(self, repo_id: str, revision: str | None) -> RepoMetadata:
-        info = self._retrying(lambda: self.api.model_info(repo_id, revision=revision, files_metadata=True))
+        # A timeout of its own: huggingface_hub's client has none, and a stalled connection would hold this thread
+        # (and one of the fetch slots) for good after the caller's deadline gave up on it.
+        info = self._retrying(lambda: self.api.model_info(repo_id, revision=revision, files_metadata=True,
+                                                          timeout=self.settings.timeout_seconds))
         sha = info.sha or revision
         files = [RepoFile(s.rfilename, s.size) for s in (info.siblings or [])]
         card = info.card_data.to_dict() if info.card_data is not None else {}
@@ -282,25 +286,32 @@ class HubService:
         while True:
             try:
                 return call()
+            except LocalEntryNotFoundError as hidden:
+                # hf_hub_download's "not in the local cache" hides why its HEAD failed (a 429, a 5xx, a dropped
+                # connection): judge that, or a rate limit would read as a missing file.
+                if not isinstance(hidden.__cause__, Exception):
+                    raise HubUnavailable(f"Hugging Face could not be asked for a file ({_short(hidden)})") from hidden
+                e = hidden.__cause__
             except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
                 raise
-            except Exception as e:  # noqa: BLE001 - sorted below into retryable or not
-                if not _retryable(e):
-                    if isinstance(e, HfHubHTTPError):
-                        raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
-                    raise
-                attempt += 1
-                hint = _retry_after(e)
-                delay = min(MAX_BACKOFF_SECONDS, hint or self.settings.backoff_base_seconds * 2 ** (attempt - 1))
-                delay *= 1 + random.random() * 0.2
-                out_of_time = deadline is not None and time.monotonic() + delay >= deadline
-                asked_to_wait_longer = hint is not None and hint > MAX_BACKOFF_SECONDS  # retrying sooner is futile
-                if attempt > self.settings.max_retries or out_of_time or asked_to_wait_longer:
-                    if _status(e) == 429:
-                        raise HubRateLimited(hint) from e
-                    raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e
-                log.info("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
-                time.sleep(delay)
+            except Exception as caught:  # noqa: BLE001 - sorted below into retryable or not
+                e = caught
+            if not _retryable(e):
+                if isinstance(e, HfHubHTTPError):
+                    raise HubUnavailable(f"Hugging Face answered with an error: {_short(e)}") from e
+                raise e
+            attempt += 1
+            hint = _retry_after(e)
+            delay = min(MAX_BACKOFF_SECONDS, hint or self.settings.backoff_base_seconds * 2 ** (attempt - 1))
+            delay *= 1 + random.random() * 0.2
+            out_of_time = deadline is not None and time.monotonic() + delay >= deadline
+            asked_to_wait_longer = hint is not None and hint > MAX_BACKOFF_SECONDS  # retrying sooner is futile
+            if attempt > self.settings.max_retries or out_of_time or asked_to_wait_longer:
+                if _status(e) == 429:
+                    raise HubRateLimited(hint) from e
+                raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e
+            log.info("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
+            time.sleep(delay)
 
 
 def _status(e: Exception) -> int | None:

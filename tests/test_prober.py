@@ -6,11 +6,15 @@ real one: mlx-lm opening a config.json that is a named pipe nobody writes to.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
+from bot.core.metadata import RepoMetadata
+from bot.services.dry_load import cache_key
+from bot.services.environment import installed_fingerprint
 from bot.services.prober import Prober, ProberError, ProberSettings
 from tests.fakes.hub import FakeHub, FakeRepo
 from tests.fakes.tiny_model import code_only_tokenizer, tiny_llama_files, write_model
@@ -125,3 +129,15 @@ def test_a_loader_that_asks_on_stdin_gets_no_answer_and_runs_no_code(tmp_path):
     assert not answer["ok"] and answer["phase"] == "tokenizer", answer
     assert "trust_remote_code" in answer["message"], answer
     assert "tokenizer code was run" not in answer["message"], answer
+
+
+def test_a_dry_load_answer_is_cached_under_the_installed_packages():
+    prober = Prober()
+    try:
+        hello = prober.hello()
+    finally:
+        prober.close()
+    assert hello.environment == installed_fingerprint()  # the child's environment is this one
+    meta = RepoMetadata("org/m", sha="0123abcd")
+    after_an_install = dataclasses.replace(hello, environment="another-set-of-packages")
+    assert cache_key(meta, hello, False) != cache_key(meta, after_an_install, False)

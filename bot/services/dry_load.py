@@ -124,9 +124,10 @@ class DryLoadService:
 
 
 def cache_key(meta: RepoMetadata, hello: Hello, with_token: bool) -> str:
-    """Everything the answer depends on: the commit, the loading code (mlx-lm, mlx, and the tokenizer libraries
-    load_tokenizer runs) and whether a token could read the repo."""
-    versions = f"mlx-lm {hello.mlx_lm_version}|mlx {hello.mlx_version}|{hello.tokenizer_libraries}"
+    """Everything the answer depends on: the commit, the loading code (mlx-lm, mlx, the tokenizer libraries
+    load_tokenizer runs, and every other installed package, which a model module or tokenizer may import) and
+    whether a token could read the repo."""
+    versions = f"mlx-lm {hello.mlx_lm_version}|mlx {hello.mlx_version}|{hello.tokenizer_libraries}|env {hello.environment}"
     return f"{CACHE_PREFIX}{meta.repo_id}@{meta.sha}|{versions}|token {int(with_token)}"
 
 

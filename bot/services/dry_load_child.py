@@ -30,6 +30,8 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
+from bot.services.environment import installed_fingerprint
+
 MAX_FRAMES = 200  # distinct function names kept from the traceback: they tell which step failed
 # What a dry load built, kept until its answer is sent (freeing a large lazy graph takes a while).
 _garbage: list[Any] = []
@@ -279,6 +281,7 @@ def main(argv: list[str]) -> int:
         "mlx_version": _package_version("mlx"),
         "allow_patterns": list(getattr(utils, "DEFAULT_ALLOW_PATTERNS", [])),
         "tokenizer_libraries": f"transformers {_package_version('transformers')}|tokenizers {_package_version('tokenizers')}",
+        "environment": installed_fingerprint(),
         "remaps": remaps,
     })
     for line in requests:

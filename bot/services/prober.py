@@ -55,6 +55,7 @@ class Hello:
     mlx_version: str
     allow_patterns: list[str] = field(default_factory=list)
     tokenizer_libraries: str = ""  # "transformers X|tokenizers Y": load_tokenizer's answer depends on them too
+    environment: str = ""  # every installed package (bot.services.environment): an install can change the answer
 
 
 class Prober:
@@ -149,7 +150,7 @@ class Prober:
             self._stop()
             raise ProberError("the dry-load process did not start properly")
         self._hello = Hello(msg["pid"], msg["mlx_lm_version"], msg["mlx_version"], list(msg.get("allow_patterns", [])),
-                            str(msg.get("tokenizer_libraries", "")))
+                            str(msg.get("tokenizer_libraries", "")), str(msg.get("environment", "")))
         log.info("dry-load process %d started (mlx-lm %s, mlx %s)", self._hello.pid,
                  self._hello.mlx_lm_version, self._hello.mlx_version)
         return self._hello

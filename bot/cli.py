@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-tokens", type=int)
     worker.add_argument("--cache-dir")
     worker.add_argument("--endpoint")
+    worker.add_argument("--max-download-bytes", type=int)
+    worker.add_argument("--min-free-disk-bytes", type=int)
     return parser
 
 

@@ -276,3 +276,16 @@ async def test_a_cancel_after_the_worker_answered_keeps_its_result():
 
     outcome = await trial.run(press_cancel)
     assert (outcome.status, outcome.result["generation_tps"]) == ("succeeded", 9.0)
+
+
+async def test_a_download_over_the_limit_or_the_free_disk_fetches_nothing(hub, tmp_path):
+    size = sum(len(v) for v in LLAMA.values())  # every file of tiny/llama the worker fetches, and a little more
+    served = hub.served("tiny/llama", "model.safetensors")
+    over = await start_trial(spec(hub, "tiny/llama", tmp_path), TrialLimits(max_download_bytes=size // 2)).run(Progress())
+    assert (over.status, over.phase) == ("failed", "download") and "over this machine's limit" in over.error
+    full = await start_trial(spec(hub, "tiny/llama", tmp_path),
+                             TrialLimits(max_download_bytes=10 * size, min_free_disk_bytes=2**62)).run(Progress())
+    assert (full.status, full.phase) == ("failed", "download") and "min_free_disk_gb" in full.error
+    assert hub.served("tiny/llama", "model.safetensors") == served  # refused before the first byte
+    ok = await start_trial(spec(hub, "tiny/llama", tmp_path), TrialLimits(max_download_bytes=10 * size)).run(Progress())
+    assert ok.status == "succeeded", ok.error

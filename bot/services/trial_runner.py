@@ -76,6 +76,11 @@ class TrialLimits:
     # The output check after the generation (one forward pass of at most 128 tokens): its own clock, so a
     # generation that ended near its limit keeps its result.
     check_seconds: float = 120
+    # What the worker may download, counted on the files it would really fetch (mlx-lm's patterns match every
+    # *.json and *.txt, in subfolders too: more than the weights the trial was admitted on), and the free disk it
+    # must leave; checked before the first byte, against the disk as it is then. None / 0: no limit.
+    max_download_bytes: int | None = None
+    min_free_disk_bytes: int = 0
 
     def seconds_for(self, phase: str | None) -> float:
         """The limit of a phase; the worker's start, before it names a phase, counts as the download."""
@@ -330,16 +335,20 @@ def start_trial(spec: TrialSpec, limits: TrialLimits, *, python: str = sys.execu
                 spare: SpareWorker | None = None) -> TrialProcess:
     """A trial ready to run; the worker process starts with `run()`, or the spare takes the job if it fits."""
     job = {"repo": spec.repo_id, "revision": spec.revision, "prompt": spec.prompt, "max_tokens": spec.max_tokens,
-           "cache_dir": str(spec.cache_dir.resolve()), "endpoint": spec.endpoint}
-    return TrialProcess(_worker_argv(spec, python), worker_env(spec), limits, job=job, spare=spare)
+           "cache_dir": str(spec.cache_dir.resolve()), "endpoint": spec.endpoint,
+           "max_download_bytes": limits.max_download_bytes, "min_free_disk_bytes": limits.min_free_disk_bytes}
+    return TrialProcess(_worker_argv(spec, limits, python), worker_env(spec), limits, job=job, spare=spare)
 
 
-def _worker_argv(spec: TrialSpec, python: str) -> list[str]:
+def _worker_argv(spec: TrialSpec, limits: TrialLimits, python: str) -> list[str]:
     # `--option=value`: a prompt that starts with "-" stays a value.
     argv = [
         python, "-m", "bot", "trial-worker", f"--repo={spec.repo_id}", f"--prompt={spec.prompt}",
         f"--max-tokens={spec.max_tokens}", f"--cache-dir={spec.cache_dir.resolve()}", f"--endpoint={spec.endpoint}",
+        f"--min-free-disk-bytes={limits.min_free_disk_bytes}",
     ]
+    if limits.max_download_bytes is not None:
+        argv.append(f"--max-download-bytes={limits.max_download_bytes}")
     if spec.revision:
         argv.append(f"--revision={spec.revision}")
     return argv

@@ -24,4 +24,6 @@ def trial_policy(config: Config, host: HostMemory) -> TrialLimitsPolicy:
 
 def trial_limits(config: Config) -> TrialLimits:
     cfg = config.trials
-    return TrialLimits(cfg.download_timeout_seconds, cfg.load_timeout_seconds, cfg.generate_timeout_seconds)
+    return TrialLimits(cfg.download_timeout_seconds, cfg.load_timeout_seconds, cfg.generate_timeout_seconds,
+                       max_download_bytes=int(cfg.max_download_gb * GB),
+                       min_free_disk_bytes=int(cfg.min_free_disk_gb * GB))

@@ -5,6 +5,9 @@ time-limits it, cancels it and survives it: a model can use all the memory, cras
 `mlx_lm.load()` would (mlx-lm's own patterns, minus repo code) with the token in HF_TOKEN if any, loads offline
 with an empty stdin and never `trust_remote_code`, and generates as `mlx_lm.generate` does.
 
+Before the first byte it checks the trial's disk limits (--max-download-bytes, --min-free-disk-bytes) against the
+files it is about to fetch and the disk as it is then.
+
 Protocol: one JSON object per line on stdout, flushed at once, in this order:
 
     {"event": "ready"}                               # only with --wait: imports done, waiting for the job
@@ -37,6 +40,7 @@ import gc
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -53,6 +57,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import disable_progress_bars, filter_repo_objects
 
 from bot.core import output_check
+from bot.core.units import human_bytes
 from bot.services import hub_client
 
 # mlx and mlx-lm (a second to import) are imported where they are first needed: a repo that cannot be
@@ -83,7 +88,9 @@ class Reporter:
         self.send("phase", phase=phase)
 
 
-JOB_FIELDS = ("repo", "revision", "prompt", "max_tokens", "cache_dir", "endpoint")
+JOB_FIELDS = ("repo", "revision", "prompt", "max_tokens", "cache_dir", "endpoint", "max_download_bytes",
+              "min_free_disk_bytes")
+OPTIONAL_JOB_FIELDS = ("revision", "max_download_bytes", "min_free_disk_bytes")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -93,14 +100,15 @@ def main(args: argparse.Namespace) -> int:
         args = _wait_for_job(args, reporter)
         if args is None:
             return 0  # stdin closed without a job: the spare was not needed
-    elif any(getattr(args, name) is None for name in JOB_FIELDS if name != "revision"):
+    elif any(getattr(args, name) is None for name in JOB_FIELDS if name not in OPTIONAL_JOB_FIELDS):
         reporter.send("error", phase="download", message="trial-worker needs the job's options or --wait",
                       type="UsageError")
         return 2
     try:
         reporter.enter("download")
+        room = DownloadRoom(args.max_download_bytes, args.min_free_disk_bytes or 0)
         local_path, download_bytes, present_bytes = download(args.repo, args.revision, Path(args.cache_dir),
-                                                             args.endpoint, reporter)
+                                                             args.endpoint, reporter, room)
         reporter.enter("load")
         model, tokenizer, load_seconds = load(local_path)
         reporter.send("loaded", seconds=load_seconds)
@@ -231,8 +239,38 @@ def _size(path: Path) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class DownloadRoom:
+    """The trial's limits on what it downloads (TrialLimits), checked on the files it is about to fetch."""
+
+    max_bytes: int | None = None
+    min_free_disk_bytes: int = 0
+
+    def check(self, needed: int, cache_dir: Path) -> None:
+        if self.max_bytes is not None and needed > self.max_bytes:
+            raise DownloadRefused(
+                f"the download would be {human_bytes(needed)}, over this machine's limit of "
+                f"{human_bytes(self.max_bytes)} ([trials] max_download_gb): the repo holds more than its weights "
+                f"(mlx-lm fetches every JSON and text file, in subfolders too)")
+        free = shutil.disk_usage(_existing(cache_dir)).free
+        if free - needed < self.min_free_disk_bytes:
+            raise DownloadRefused(
+                f"the download ({human_bytes(needed)}) would leave less than {human_bytes(self.min_free_disk_bytes)} "
+                f"free on disk ([trials] min_free_disk_gb): {human_bytes(free)} is free now")
+
+
+class DownloadRefused(Exception):
+    """The download would break the trial's limits; nothing was fetched."""
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
-             reporter: Reporter) -> tuple[Path, int, int]:
+             reporter: Reporter, room: DownloadRoom = DownloadRoom()) -> tuple[Path, int, int]:
     """The snapshot's folder, the bytes fetched now and the bytes that were already on disk."""
     disable_progress_bars()  # the download events replace them
     hub_client.install()  # snapshot_download's threads: one's failed connect must not close the client under the rest
@@ -245,6 +283,7 @@ def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,
         for s in (siblings[name] for name in filter_repo_objects(list(siblings), allow_patterns=patterns))
     ]
     meter = DownloadMeter(cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs", files)
+    room.check(meter.total - meter.present, cache_dir)
     with _reporting(meter, reporter):
         path = snapshot_download(
             repo_id, revision=info.sha, allow_patterns=patterns, cache_dir=cache_dir, endpoint=endpoint, token=token,

@@ -181,3 +181,20 @@ async def test_the_queue_outlives_a_failure_outside_any_trial_and_goes_on_once_i
     await queue.stop()
     assert trial.status == "succeeded"
 
+
+
+async def test_a_shutdown_while_a_trial_ends_keeps_its_record_and_its_settlement(store, tiny_hub, tmp_path):
+    ending, settled = asyncio.Event(), []
+
+    async def settle(trial):  # the game's settlement and the announcement take a moment
+        ending.set()
+        await asyncio.sleep(0.5)
+        settled.append(trial.id)
+
+    queue = TrialQueue(store, settings(tiny_hub, tmp_path), after_run=settle)
+    trial = await ask(queue, "tiny/a")
+    queue.start()
+    await asyncio.wait_for(ending.wait(), 60)
+    await queue.stop()  # the bot shuts down right then
+    assert settled == [trial.id]
+    assert (await queue.get(trial.id)).status == "succeeded"

@@ -33,6 +33,7 @@ CRASHED = "canrun itself failed running this trial"
 # After a failure outside any one trial (the slot's folder, the database), the loop waits this long, doubling up
 # to the most, and tries again: a broken disk is not retried in a tight loop, a fixed one is found within a minute.
 RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 1.0, 60.0
+STOP_GRACE_SECONDS = 30.0  # how long a shutdown waits for a finished trial's record, settlement and message
 
 
 class TrialRefused(CanrunUserError):
@@ -137,6 +138,7 @@ class TrialQueue:
         self._cancel_requested: dict[int, int] = {}
         self._task: asyncio.Task | None = None
         self._claimed: Trial | None = None  # the trial the loop is running, for _fail_claimed
+        self._ending: asyncio.Future[None] | None = None  # the record of a trial's end, which stop() waits for
         self._finish_waiters: dict[int, list[asyncio.Future[Trial]]] = {}
         self.recovered: list[int] = []  # trials recover() ended
         self.spare = SpareWorker() if settings.warm_worker else None
@@ -173,6 +175,13 @@ class TrialQueue:
             try:
                 await self._task
             except asyncio.CancelledError:
+                pass
+        if self._ending is not None and not self._ending.done():
+            try:  # a trial's end being recorded and settled: let it finish (the store closes after this)
+                await asyncio.wait_for(asyncio.shield(self._ending), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("stopped before the end of the last trial was fully recorded")
+            except Exception:  # noqa: BLE001 - already logged where it failed
                 pass
         if self.spare is not None:
             await self.spare.close()
@@ -420,8 +429,12 @@ class TrialQueue:
         loaded = loaded_from(outcome.status, outcome.phase, reached_generate, outcome.reported)
         # A cancel that came after the end is no part of it.
         asked = self._cancel_requested.pop(trial.id, None)
-        await self._finish(trial.id, outcome.status, outcome.phase, outcome.error, outcome.result, loaded,
-                           cancelled_by=asked if outcome.status == "cancelled" else None)
+        # Shielded: a shutdown now must not roll back the record of a trial that ran to its end, nor skip its
+        # settlement; stop() waits for it.
+        self._ending = asyncio.ensure_future(self._finish(
+            trial.id, outcome.status, outcome.phase, outcome.error, outcome.result, loaded,
+            cancelled_by=asked if outcome.status == "cancelled" else None))
+        await asyncio.shield(self._ending)
 
     async def _finish(self, trial_id: int, status: str, phase: str | None, error: str | None,
                       result: dict[str, Any], loaded: bool | None, cancelled_by: int | None = None) -> None:

@@ -158,6 +158,19 @@ async def test_concurrent_clicks_leave_one_prediction_and_its_history(fake, star
     assert rows[0][0] == len(members)
 
 
+async def test_a_round_card_that_fails_on_canruns_side_answers_privately(fake, start_bot, monkeypatch, caplog):
+    await start_bot(predictions=GAME)
+    await open_round(fake, LOADS_REPO)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("database disk image is malformed")
+
+    monkeypatch.setattr(game, "place_prediction", broken)  # fault injection: a failure nobody planned for
+    answer = await click(fake, "canrun:round:1:1:yes", fake.make_user(name="ada"))
+    assert "went wrong on canrun's side" in answer
+    assert any("component canrun:round:1:1:yes failed" in r.message and r.exc_info for r in caplog.records)
+
+
 async def test_predict_outside_rounds_settles_on_canrun_and_peeks_do_not_score(fake, start_bot):
     bot = await start_bot(predictions=GAME)
     guild = fake.guild_ids[0]

@@ -8,7 +8,10 @@ on_error only logs, so the user would be left with "The application did not resp
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -18,6 +21,28 @@ from bot.discord import safe
 from bot.discord.reply import NO_MENTIONS, send_ephemeral
 
 log = logging.getLogger("bot.discord")
+APOLOGY = "Something went wrong on canrun's side. It has been logged for the bot's owner."
+Callback = Callable[[Any, discord.Interaction], Awaitable[None]]
+
+
+def answers_its_errors(callback: Callback) -> Callback:
+    """For a button's or select's callback: its errors never reach the tree (discord.py only logs them, and the
+    member sees "This interaction failed"), so they are logged with context and answered privately here."""
+
+    @functools.wraps(callback)
+    async def guarded(item: Any, interaction: discord.Interaction) -> None:
+        try:
+            await callback(item, interaction)
+        except Exception:
+            log.exception("component %s failed (user %s, guild %s, channel %s)", getattr(item, "custom_id", item),
+                          interaction.user.id if interaction.user else None, interaction.guild_id,
+                          interaction.channel_id)
+            try:
+                await send_ephemeral(interaction, APOLOGY)
+            except discord.HTTPException:
+                log.warning("could not tell the user about the error", exc_info=True)
+
+    return guarded
 
 
 def user_error(error: BaseException) -> CanrunUserError | None:
@@ -55,7 +80,7 @@ class CanrunTree(app_commands.CommandTree):
                 interaction.channel_id, (interaction.data or {}).get("options"),
                 exc_info=getattr(error, "original", error),
             )
-            text = "Something went wrong on canrun's side. It has been logged for the bot's owner."
+            text = APOLOGY
         try:
             await _drop_thinking(interaction)
             await send_ephemeral(interaction, text)

@@ -25,6 +25,7 @@ from bot.discord import safe
 from bot.discord.checks import moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral
 from bot.discord.repo_option import Repo, SearchedRepo
+from bot.discord.tree import answers_its_errors
 from bot.services import predictions as game
 from bot.services.hub import HubUnavailable
 
@@ -86,6 +87,7 @@ class RoundVoteButton(discord.ui.DynamicItem[discord.ui.Button],
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
         return cls(*_round_position(interaction, match), match["answer"] == "yes")
 
+    @answers_its_errors
     async def callback(self, interaction: discord.Interaction) -> None:
         state = await _card_state(interaction, self.round_id, self.position)
         if state is None:
@@ -109,6 +111,7 @@ class RoundConfidenceSelect(discord.ui.DynamicItem[discord.ui.Select],
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select, match: re.Match[str]):
         return cls(*_round_position(interaction, match))
 
+    @answers_its_errors
     async def callback(self, interaction: discord.Interaction) -> None:
         values = (interaction.data or {}).get("values") or []
         if not values or not values[0].isdigit() or int(values[0]) not in render.CONFIDENCE_CHOICES:

@@ -17,6 +17,7 @@ from bot.discord import safe
 from bot.discord.checks import is_moderator, moderator_only
 from bot.discord.reply import NO_MENTIONS, send_ephemeral, token_expired
 from bot.discord.repo_option import Repo
+from bot.discord.tree import answers_its_errors
 from bot.discord.trial_render import trial_embed, trial_list_line
 from bot.services import predictions as game
 from bot.services.host import machine_name
@@ -43,6 +44,7 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
         return cls(int(match["id"]))
 
+    @answers_its_errors
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: CanrunBot = interaction.client
         queue = bot.services.trials.queue
@@ -58,13 +60,10 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
             return
         # Answer within Discord's 3 s first: cancelling edits the trial's message, which may wait on rate limits.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            trial = await queue.cancel(trial.id, interaction.user.id)
-        except Exception:  # a button's errors do not reach the tree's handler: answer here
-            log.exception("cancelling trial #%s failed", self.trial_id)
-            await send_ephemeral(interaction, "Cancelling failed on canrun's side; it has been logged.")
-            return
-        if trial.finished and trial.status != "cancelled":
+        trial = await queue.cancel(trial.id, interaction.user.id)
+        if trial is None:
+            await send_ephemeral(interaction, "That trial no longer exists.")
+        elif trial.finished and trial.status != "cancelled":
             await send_ephemeral(interaction, f"Trial #{trial.id} ended before it could be cancelled ({trial.status}).")
         else:
             await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")

@@ -149,6 +149,19 @@ async def test_a_disagreeing_trial_rescores_canrun_once_and_the_members_against_
     await assert_standings_match_a_rebuild(store)
 
 
+async def test_a_trial_rescores_canrun_in_a_round_nobody_predicted(store):
+    rnd = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/a"], at=T)
+    await canrun_forecasts(store, round_id=rnd.id, p=0.9, at=T)
+    await game.close_round(store, rnd.id, at=T + 1)
+    await game.reveal_round(store, rnd.id, {"o/a": (True, "verdict")}, at=T + 2)  # no member played it
+    await game.settle_repo(store, None, "o/a", False, "trial", at=T + 10)  # then a trial: it does not load
+    row = await game.canrun_forecast(store, GUILD, "o/a", rnd.id)
+    assert (row.outcome, row.settled_by, row.points) == (False, "trial", -56.0)
+    assert [(r.outcome, r.settled_by) for r in (await game.round_results(store, rnd.id)).round.repos] == [
+        (False, "trial")]
+    await assert_standings_match_a_rebuild(store)
+
+
 async def test_canruns_round_row_is_revealed_with_the_round_and_voided_with_its_repo(store):
     rnd = await game.open_round(store, guild_id=GUILD, opened_by=1, repos=["o/a", "o/b"], at=T)
     await canrun_forecasts(store, repo="o/a", round_id=rnd.id, p=0.95, at=T)

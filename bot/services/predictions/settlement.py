@@ -27,8 +27,12 @@ async def settle_repo(store: Store, guild_id: int | None, repo_id: str, outcome:
     at = at_or_now(at)
     async with store.transaction() as db:
         if guild_id is None:
-            guilds = [r[0] for r in await fetch_all(db, "SELECT DISTINCT guild_id FROM predictions WHERE repo_id = ?",
-                                                    (repo_id,))]
+            # Every guild where the repo is in play: members' predictions, canrun's own forecast, or a round (a
+            # round nobody predicted still shows its outcome, and canrun's forecast there still scores).
+            guilds = [r[0] for r in await fetch_all(
+                db, "SELECT guild_id FROM predictions WHERE repo_id = ?1 UNION SELECT guild_id FROM canrun_forecasts"
+                    " WHERE repo_id = ?1 UNION SELECT rounds.guild_id FROM round_repos JOIN rounds"
+                    " ON rounds.id = round_repos.round_id WHERE round_repos.repo_id = ?1", (repo_id,))]
         else:
             guilds = [guild_id]
         done = [await _settle_in_guild(db, guild, repo_id, outcome, source, at) for guild in guilds]

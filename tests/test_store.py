@@ -78,6 +78,28 @@ async def test_transaction_rolls_back_on_error(tmp_path):
     await store.close()
 
 
+async def test_a_commit_that_fails_leaves_the_store_writable(store):
+    # A constraint checked only at COMMIT fails it, and SQLite keeps the transaction open.
+    with pytest.raises(sqlite3.IntegrityError):
+        async with store.transaction() as db:
+            await db.execute("PRAGMA defer_foreign_keys = ON")
+            await db.execute("INSERT INTO round_repos (round_id, repo_id, position) VALUES (999, 'o/a', 1)")
+    async with store.transaction() as db:  # the next write works, and the failed one left nothing
+        await db.execute("INSERT INTO bot_state (key, value, updated_at) VALUES ('after', 'ok', 0)")
+    assert (await store.conn.execute_fetchall("SELECT COUNT(*) FROM round_repos"))[0][0] == 0
+    assert await store.state_get("after") == "ok"
+
+
+async def test_a_write_cancelled_while_it_begins_leaves_the_store_writable(store):
+    write = asyncio.create_task(store.state_put("first", "x"))
+    await asyncio.sleep(0)  # it has asked for BEGIN; cancelled before that returns
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    await store.state_put("second", "y")
+    assert await store.state_get("second") == "y"
+
+
 async def test_a_read_during_another_coroutines_transaction_sees_only_committed_data(store):
     await store.state_put("round", "committed")
     inside, finish = asyncio.Event(), asyncio.Event()

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -174,13 +175,23 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
+                await self._writer.execute("COMMIT")
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._roll_back()
                 raise
-            await self._writer.execute("COMMIT")
+
+    async def _roll_back(self) -> None:
+        """After a failure anywhere, the BEGIN and the COMMIT included (a deferred constraint, a full disk, a
+        cancel while either waited): the connection must not stay inside a transaction, or every later write would
+        fail until a restart. Queued after whatever the connection's thread still has to run, so it also undoes a
+        BEGIN whose caller was cancelled; shielded, so a second cancel does not stop it."""
+        try:
+            await asyncio.shield(self._writer.execute("ROLLBACK"))
+        except sqlite3.OperationalError:  # no transaction was open: nothing to undo
+            pass
 
     # ---- migrations --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -12,9 +13,14 @@ import time
 
 import pytest
 
+from bot.core.engine import EngineSettings, HostMemory
+from bot.core.repo_id import RepoRef
 from bot.core.verdicts import GATED
+from bot.services.checker import Checker
+from bot.services.dry_load import DryLoadService, DryLoadSettings
+from bot.services.prober import shared_prober
 from bot.services.hub import HubRateLimited, HubService, HubSettings, HubUnavailable, RepoInaccessible, token_identity
-from tests.fakes.hub import FakeHub, FakeRepo
+from tests.fakes.hub import FakeFile, FakeHub, FakeRepo
 from tests.fakes.hub_zoo import LLAMA, TOKENIZER_JSON, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +34,12 @@ def hub():
         h.add_repo(FakeRepo("google/gemma-like", {"config.json": LLAMA, "model.safetensors": weights(10),
                                                   "tokenizer.json": TOKENIZER_JSON}, gated="manual"))
         yield h
+
+
+def dry_loading_checker(svc: HubService, capability_table, tmp_path) -> Checker:
+    """The verdict as the bot gives it: the static gates, then the installed mlx-lm's dry load in a child."""
+    return Checker(svc, capability_table, HostMemory(10**10, "test"), EngineSettings(),
+                   dry_load=DryLoadService(svc, shared_prober(), DryLoadSettings(work_dir=tmp_path / "dry")))
 
 
 def service(hub, store, tmp_path, **kw) -> HubService:
@@ -86,6 +98,17 @@ async def test_a_stalled_metadata_request_times_out_on_its_own(hub, store, tmp_p
     with pytest.raises(HubUnavailable) as e:
         await svc.fetch("org/llama")
     assert time.monotonic() - started < 10 and "could not reach" in str(e.value)  # not the 20 s deadline
+
+
+async def test_a_giant_config_is_never_downloaded(hub, store, tmp_path):
+    # Anyone may ask about any repo: a "config.json" of 5 GB (zeros past a JSON start) must not be read into memory.
+    hub.add_repo(FakeRepo("odd/giant-config", {"config.json": FakeFile(json.dumps(LLAMA).encode(), size=5 * 10**9),
+                                               "tokenizer_config.json": FakeFile(b"{", size=3 * 10**9),
+                                               "model.safetensors": weights(1000), "tokenizer.json": TOKENIZER_JSON}))
+    meta = await service(hub, store, tmp_path).fetch("odd/giant-config")
+    assert meta.config is None and "too big to be a model's config" in meta.config_error
+    assert meta.tokenizer_config is None
+    assert hub.served("odd/giant-config", "config.json") == hub.served("odd/giant-config", "tokenizer_config.json") == 0
 
 
 def test_ctrl_c_during_a_slow_hub_exits_at_once_without_traceback(tmp_path):
@@ -196,16 +219,19 @@ def test_the_kept_open_client_stays_one_client_and_a_forked_child_replaces_its_c
 
 
 async def test_small_files_that_fail_leave_the_static_verdict_with_a_note(hub, store, tmp_path, capability_table):
-    from bot.core.engine import EngineSettings, HostMemory
-    from bot.core.repo_id import RepoRef
-    from bot.services.checker import Checker
-    from bot.services.dry_load import DryLoadService, DryLoadSettings
-    from bot.services.prober import shared_prober
-
-    svc = service(hub, store, tmp_path, max_retries=0)
-    checker = Checker(svc, capability_table, HostMemory(10**10, "test"), EngineSettings(),
-                      dry_load=DryLoadService(svc, shared_prober(), DryLoadSettings(work_dir=tmp_path / "dry")))
+    checker = dry_loading_checker(service(hub, store, tmp_path, max_retries=0), capability_table, tmp_path)
     hub.fail_next(404, count=5, path_contains="/tokenizer.json")  # config.json reads fine, the tokenizer not
     verdict = await checker.check(RepoRef("org/llama"))
     assert verdict.checked_by == "static" and verdict.verdict  # an answer all the same
     assert any("small files could not be read" in r for r in verdict.reasons), verdict.reasons
+
+
+async def test_a_tokenizer_too_big_for_the_dry_load_leaves_the_static_verdict(hub, store, tmp_path, capability_table):
+    hub.add_repo(FakeRepo("odd/huge-tokenizer", {"config.json": LLAMA, "model.safetensors": weights(1000),
+                                                 "tokenizer.json": FakeFile(b"{", size=100 * 1024**2)}))
+    checker = dry_loading_checker(service(hub, store, tmp_path), capability_table, tmp_path)
+    verdict = await checker.check(RepoRef("odd/huge-tokenizer"))
+    # Left out, the tokenizer would fail the dry load: no answer from it, rather than a wrong one
+    assert verdict.checked_by == "static", verdict.reasons
+    assert any("tokenizer.json is over the 64 MB" in r for r in verdict.reasons), verdict.reasons
+    assert hub.served("odd/huge-tokenizer", "tokenizer.json") == 0

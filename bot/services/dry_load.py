@@ -84,6 +84,10 @@ class DryLoadService:
 
     async def _run(self, meta: RepoMetadata, allow_patterns: list[str], mlx_lm_version: str,
                    mlx_version: str) -> DryLoadOutcome:
+        oversized = [f.path for f in meta.files if f.path in ESSENTIAL_FILES and (f.size or 0) > SMALL_FILE_LIMIT_BYTES]
+        if oversized:  # left out, the load would fail for want of it: no answer is better than a wrong one
+            raise DryLoadUnavailable(f"{', '.join(oversized)} is over the {SMALL_FILE_LIMIT_BYTES // 1024**2} MB "
+                                     "a dry load reads of a small file")
         names = small_files(meta, allow_patterns)
         try:
             local = await self.hub.download_files(meta.repo_id, meta.sha or meta.revision, names)

@@ -38,6 +38,7 @@ from huggingface_hub.errors import (
 )
 
 from bot.core.metadata import MLX_WEIGHT_PATTERN, RepoFile, RepoMetadata, Tensor
+from bot.core.units import human_bytes
 from bot.core.verdicts import GATED, NOT_FOUND
 from bot.services import hub_client
 from bot.services.daemon_threads import DaemonRunner, parallel_map
@@ -50,6 +51,9 @@ T = TypeVar("T")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_BACKOFF_SECONDS = 10.0
 SIDE_FILES = ("tokenizer_config.json", "hf_quant_config.json")
+# config.json and the side files are read whole into memory: a repo (anyone may ask about any repo) could hold a
+# multi-GB "config.json". Real ones are kilobytes; a tokenizer_config.json with a long chat template, a few MB.
+JSON_FILE_LIMIT_BYTES = 16 * 1024**2
 MEMORY_CACHE_ENTRIES = 512  # hot repos answer from memory; SQLite keeps the rest across restarts
 SEARCH_CACHE_ENTRIES, SEARCH_TTL_SECONDS = 1000, 600.0  # searches are cheap to redo: memory only
 
@@ -207,16 +211,19 @@ class HubService:
             downloads=info.downloads or 0, library_name=info.library_name, pipeline_tag=info.pipeline_tag,
             gated=bool(info.gated),
         )
-        names = {f.path for f in files}
-        if "config.json" in names:
-            try:
-                meta.config = json.loads(self._download(repo_id, "config.json", sha))
-                if not isinstance(meta.config, dict):
-                    meta.config, meta.config_error = None, "it is not a JSON object"
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                meta.config_error = str(e)[:200]
+        sizes = {f.path: f.size for f in files}
+        if "config.json" in sizes:
+            if _too_big_to_read(sizes["config.json"]):
+                meta.config_error = f"it is {human_bytes(sizes['config.json'])}, too big to be a model's config"
+            else:
+                try:
+                    meta.config = json.loads(self._download(repo_id, "config.json", sha))
+                    if not isinstance(meta.config, dict):
+                        meta.config, meta.config_error = None, "it is not a JSON object"
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    meta.config_error = str(e)[:200]
         for name in SIDE_FILES:
-            if name in names:
+            if name in sizes and not _too_big_to_read(sizes[name]):
                 try:
                     data = json.loads(self._download(repo_id, name, sha))
                 except (json.JSONDecodeError, UnicodeDecodeError):
@@ -312,6 +319,10 @@ class HubService:
                 raise HubUnavailable(f"could not reach Hugging Face ({_short(e)})") from e
             log.info("hub call failed (%s), retry %d in %.1fs", _short(e), attempt, delay)
             time.sleep(delay)
+
+
+def _too_big_to_read(size: int | None) -> bool:
+    return size is not None and size > JSON_FILE_LIMIT_BYTES
 
 
 def _status(e: Exception) -> int | None:

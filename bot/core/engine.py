@@ -150,12 +150,15 @@ def check_tokenizer(meta: RepoMetadata) -> GateFailure | None:
 
 
 def reaches_a_load(meta: RepoMetadata) -> bool:
-    """Whether mlx-lm's own load can be asked: what fails before it (no config, no safetensors, no tokenizer,
-    a tokenizer that is only code) is decided by the static gates alone, and so is `model_file`: some mlx-lm
-    versions import that path without asking for trust_remote_code, and a path like `../x.py` would leave the
-    staged folder. Repo code is never fetched, never run."""
+    """Whether mlx-lm's own load can be asked: what fails before it (no config, no safetensors, no tokenizer
+    files) is decided by the static gates alone, and so is `model_file`: some mlx-lm versions import that path
+    without asking for trust_remote_code, and a path like `../x.py` would leave the staged folder. A tokenizer
+    named in `auto_map` goes to the load: transformers uses a class of its own when the config names one (and
+    the load works), else it refuses for want of trust_remote_code, which the answer then says. Repo code is
+    never fetched, never run."""
+    tokenizer = check_tokenizer(meta)
     return (check_config(meta) is None and check_weight_files(meta) is None and check_model_file(meta) is None
-            and check_tokenizer(meta) is None)
+            and (tokenizer is None or tokenizer.verdict == REMOTE_CODE))
 
 
 # ---- the decision --------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ GB = 10**9
 TOKENIZER_JSON = json.loads(tokenizer_files()["tokenizer.json"])
 TOKENIZER_CONFIG = json.loads(tokenizer_files()["tokenizer_config.json"])
 
+GPT2_MERGES = "#version: 0.2\n" + "".join(
+    (m if isinstance(m, str) else " ".join(m)) + "\n" for m in TOKENIZER_JSON["model"]["merges"])
+
 LLAMA = {
     "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32,
     "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-5,
@@ -109,9 +112,16 @@ def zoo() -> list[ZooEntry]:
                           {"model.safetensors": weights(1000)}, extra={"modeling.py": "import os\n"})),
                  "remote_code", "model_file"),
         ZooEntry(FakeRepo("odd-lab/remote-tokenizer", {
-            "config.json": LLAMA, "model.safetensors": weights(1000), "tokenization_odd.py": "class T: ...\n",
+            "config.json": LLAMA, **shards(headers.dense(LLAMA, "F16")), "tokenization_odd.py": "class T: ...\n",
             "tokenizer_config.json": {"auto_map": {"AutoTokenizer": ["tokenization_odd.T", None]}}}),
             "remote_code", "auto_map"),
+        # auto_map beside a tokenizer class transformers has itself, and its vocabulary files: without
+        # trust_remote_code transformers uses its own class, and mlx-lm loads the tokenizer.
+        ZooEntry(FakeRepo("odd-lab/auto-map-known-tokenizer", {
+            "config.json": LLAMA, **shards(headers.dense(LLAMA, "F16")), "tokenization_odd.py": "class T: ...\n",
+            "tokenizer_config.json": {**TOKENIZER_CONFIG, "tokenizer_class": "GPT2Tokenizer",
+                                      "auto_map": {"AutoTokenizer": ["tokenization_odd.T", None]}},
+            "vocab.json": TOKENIZER_JSON["model"]["vocab"], "merges.txt": GPT2_MERGES}), "loads", "llama"),
         ZooEntry(FakeRepo("future-lab/Qwen9-Next", text_repo({**QWEN3, "model_type": "qwen9_next"},
                           {"model.safetensors": weights(1000)}), downloads=10), "unsupported_architecture", "qwen9_next"),
         ZooEntry(FakeRepo("future-lab/Nova-2", text_repo({**QWEN3, "model_type": "nova2"},

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from bot.cli_exit import EXIT_OK
+from bot.cli_exit import EXIT_OK, EXIT_USAGE
 from bot.config import Config
 from bot.core.canrun_record import LATEST_MISSES
 
@@ -36,9 +37,13 @@ def _miss_count(text: str) -> int:
 async def run_record(args: argparse.Namespace, config: Config) -> int:
     from bot.render.canrun_record import record_json, render_record
     from bot.services.canrun_record import canrun_record
-    from bot.services.store import Store
+    from bot.services.store import Store, StoreNotReady
 
-    store = await Store.open_migrated(config.path(config.store.path))
+    try:  # a reader beside the running bot: it neither creates nor migrates the bot's database
+        store = await Store.open_to_read(config.path(config.store.path))
+    except StoreNotReady as e:
+        print(f"canrun: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         rec = await canrun_record(store, args.misses)
     finally:

@@ -19,7 +19,7 @@ from bot.core.canrun_record import (
 from bot.core.verdicts import ALL_VERDICTS, GATED, LOADS, NOT_FOUND, Verdict
 from bot.services.canrun_record import canrun_record, judged_trials
 from bot.services.game_events import GameEvents
-from bot.services.store import Store
+from bot.services.store import Store, discover_migrations
 from bot.services.trial_queue import QueueSettings, TrialQueue
 from tests.conftest import seed_store
 from tests.test_discord_bot import embed_text, fake, make_config, start_bot, within_limits  # noqa: F401 - fixtures
@@ -247,6 +247,34 @@ def test_canrun_record_with_no_trials_and_bad_options(record_cli):
     assert code == 0 and out.startswith("No trial has told whether load() succeeds yet")
     code, out, err = record_cli("--misses", "lots")
     assert code == 2 and out == "" and "expected a whole number from 0 to 50" in err
+
+
+def test_canrun_record_neither_creates_nor_migrates_the_bots_database(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "canrun.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[store]\npath = "{db}"\n')
+    monkeypatch.setenv("CANRUN_CONFIG", str(config))
+    assert main(["record"]) == 2 and "there is no database at" in capsys.readouterr().err
+    assert not db.exists()  # a mistyped path creates nothing
+
+    async def older_canrun():  # the database as the previous version of canrun left it
+        s = await Store.open(db)
+        try:
+            await s.migrate(discover_migrations()[:-1])
+        finally:
+            await s.close()
+
+    asyncio.run(older_canrun())
+    assert main(["record"]) == 2 and "needs 1 migration(s)" in capsys.readouterr().err
+
+    async def applied() -> int:
+        s = await Store.open(db)
+        try:
+            return len(await s.conn.execute_fetchall("SELECT version FROM schema_migrations"))
+        finally:
+            await s.close()
+
+    assert asyncio.run(applied()) == len(discover_migrations()) - 1  # left for the bot to migrate
 
 
 # ---- /canrun-record through the fake Discord ---------------------------------------------------------------------

@@ -41,6 +41,10 @@ class Migration:
     sql: str
 
 
+class StoreNotReady(Exception):
+    """A command that only reads the store found none, or one older than this canrun's schema."""
+
+
 def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     found = []
     for path in sorted(directory.glob("*.sql")):
@@ -165,6 +169,36 @@ class Store:
             await store.close()
             raise
         return store
+
+    @classmethod
+    async def open_to_read(cls, path: str | Path) -> Store:
+        """An existing store, for a command that only reads it (beside a running bot): never created, never
+        migrated. Raises StoreNotReady when there is none at `path` or it predates this canrun's migrations."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreNotReady(f"there is no database at {path} ([store] path): the bot has not run with this "
+                                "configuration yet")
+        store = await cls.open(path)
+        try:
+            pending = await store.pending_migrations()
+        except BaseException:
+            await store.close()
+            raise
+        if pending:
+            await store.close()
+            raise StoreNotReady(f"the database at {path} needs {len(pending)} migration(s) of this canrun: start the "
+                                "bot, or run `canrun migrate`, first")
+        return store
+
+    async def pending_migrations(self) -> list[Migration]:
+        rows = await self.conn.execute_fetchall(
+            "SELECT version FROM schema_migrations") if await self._has_migrations_table() else []
+        applied = {row[0] for row in rows}
+        return [m for m in discover_migrations() if m.version not in applied]
+
+    async def _has_migrations_table(self) -> bool:
+        return bool(await self.conn.execute_fetchall(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"))
 
     async def close(self) -> None:
         try:

@@ -333,6 +333,25 @@ async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, sta
     assert history == ["placed", "settled", "resettled"]
 
 
+async def test_a_reveal_without_a_new_trial_uses_one_that_ran_while_the_round_was_open(fake, start_bot):
+    bot = await start_bot(predictions={**GAME, "round_reveal_by_trial": False}, trials=TRIALS)
+    repo = "game-lab/tiny-broken"  # the verdict says it loads; a real load() finds the upload cut short
+    await open_round(fake, repo)
+    await click(fake, "canrun:round:1:1:yes", fake.make_user(name="lou"))
+    await fake.send_slash_command("trial", {"repo": repo}, user=fake.owner)  # while the round is open
+    for _ in range(600):
+        trial = await bot.services.trials.queue.latest_judged(repo)
+        if trial is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert trial is not None and trial.loaded is False
+    reveal = await fake.send_slash_command("round", {}, subcommand="reveal", user=fake.owner)
+    await fake.wait_for_request("PATCH", f"{reveal.token}/messages/@original")
+    await results_message(fake, timeout=60)
+    results = await game.round_results(bot.services.store, 1)
+    assert [(r.outcome, r.settled_by) for r in results.round.repos] == [(False, "trial")]
+
+
 async def test_reveal_voids_a_repo_whose_answer_says_nothing_about_load(fake, start_bot):
     await start_bot(predictions=GAME)
     await open_round(fake, f"{LOADS_REPO} {GATED_REPO}")

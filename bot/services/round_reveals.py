@@ -176,9 +176,9 @@ class RoundReveals:
                 else:  # cancelled, timed out, failed before load(): the trial could not tell
                     outcomes[repo_id] = (plan.answers[repo_id], "verdict")
             for repo_id, (_, source) in list(outcomes.items()):
-                # A trial of a verdict-settled repo may have ended while other trials ran: the truth wins.
-                judged = await self.trials.judged_since(repo_id, rnd.closed_at or rnd.opened_at) \
-                    if source == "verdict" else None
+                # A trial of a verdict-settled repo may have ended since the round opened (while it was open, or
+                # while other trials ran): the truth wins over the verdict.
+                judged = await self.trials.judged_since(repo_id, rnd.opened_at) if source == "verdict" else None
                 if judged is not None:
                     outcomes[repo_id] = (judged.loaded, "trial")
             # A moderator may have voided a repo while its trial ran.

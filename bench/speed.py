@@ -89,7 +89,7 @@ def load(path: Path, min_tokens: int) -> dict:
     model, tokenizer = mlx_lm.load(str(path))
     loaded = {"model": model, "tokenizer": tokenizer, "tokens": tokenizer.encode(PROMPT),
               "weights": sum(v.nbytes for _, v in tree_flatten(model.parameters()))}
-    warm_tps = run_once(loaded, 3).generation_tps
+    warm_tps = decoded(run_once(loaded, 3))
     loaded["max_tokens"] = max(min_tokens, min(MAX_TOKENS_CAP, math.ceil(RUN_SECONDS * warm_tps)))
     return loaded
 

@@ -364,6 +364,9 @@ async def test_commands_answer_only_in_the_configured_servers(fake, start_bot, z
     assert callback.json["data"]["flags"] & EPHEMERAL
     assert "only in its study group's server" in callback.json["data"]["content"]
     assert len(zoo_hub.requests) == before  # nothing was looked up
+    typed = await fake.send_autocomplete("canrun", {"repo": "qwen"}, "repo", guild_id=OTHER_SERVER)
+    answer = await fake.wait_for_request("POST", f"/interactions/{typed.id}/")
+    assert answer.json == {"type": 8, "data": {"choices": []}}  # no suggestions, and no error
 
 
 async def test_a_server_the_commands_cannot_reach_is_logged_and_the_others_still_get_them(fake, start_bot, caplog):

@@ -333,8 +333,9 @@ async def test_a_trial_overturns_a_verdict_settlement_once_and_says_so(fake, sta
     assert history == ["placed", "settled", "resettled"]
 
 
-async def test_a_reveal_without_a_new_trial_uses_one_that_ran_while_the_round_was_open(fake, start_bot):
-    bot = await start_bot(predictions={**GAME, "round_reveal_by_trial": False}, trials=TRIALS)
+@pytest.mark.parametrize("by_trial", [False, True])
+async def test_a_reveal_uses_a_trial_that_ran_while_the_round_was_open(fake, start_bot, by_trial):
+    bot = await start_bot(predictions={**GAME, "round_reveal_by_trial": by_trial}, trials=TRIALS)
     repo = "game-lab/tiny-broken"  # the verdict says it loads; a real load() finds the upload cut short
     await open_round(fake, repo)
     await click(fake, "canrun:round:1:1:yes", fake.make_user(name="lou"))
@@ -350,6 +351,7 @@ async def test_a_reveal_without_a_new_trial_uses_one_that_ran_while_the_round_wa
     await results_message(fake, timeout=60)
     results = await game.round_results(bot.services.store, 1)
     assert [(r.outcome, r.settled_by) for r in results.round.repos] == [(False, "trial")]
+    assert [t.id for t in await bot.services.trials.queue.recent()] == [trial.id]  # no second download and load
 
 
 async def test_reveal_voids_a_repo_whose_answer_says_nothing_about_load(fake, start_bot):

@@ -67,6 +67,20 @@ def cached(cache: ModelCache) -> list[str]:
     return [model.repo_id for model in cache.models()]
 
 
+def test_room_is_made_on_the_disk_too(cache_dir):
+    size = disk_bytes(cache_dir / "models--org--a")
+
+    def cache_on_a_disk_with(free: int, min_free: int) -> ModelCache:  # the budget holds them all; the disk is short
+        return ModelCache(cache_dir, 100 * size, min_free_bytes=min_free, free_disk=lambda _: free)
+
+    with pytest.raises(ModelCacheFull, match="less than .* free on disk even with every model canrun may delete"):
+        cache_on_a_disk_with(free=10 * size, min_free=20 * size).make_room(size)
+    assert cached(cache_on_a_disk_with(0, 0)) == list(REPOS)  # nothing deleted by a refusal
+    # 10 free, 1 needed, 9.5 to stay free: the least recently used model goes, and that is enough
+    assert cache_on_a_disk_with(free=10 * size, min_free=19 * size // 2).make_room(size) == ["org/a"]
+    assert cached(cache_on_a_disk_with(0, 0)) == ["org/b", "org/c"]
+
+
 def test_usage_counts_every_byte_on_disk_once(cache_dir):
     cache, size = cache_holding(cache_dir, 3)
     assert size > 100_000

@@ -172,10 +172,10 @@ def test_the_trial_embed_says_loaded_but_broken_with_the_numbers():
 
 def test_trials_lists_mark_the_broken_ones():
     assert trial_list_line(finished_trial(BROKEN_RESULT)).startswith(
-        "⚠️ #3 **org/m**: 40.0 tok/s · ⚠️ loaded, but the output looks broken (perplexity 300, 75% printable) "
+        "⚠️ #3 **org/m**: 37.5 tok/s · ⚠️ loaded, but the output looks broken (perplexity 300, 75% printable) "
         "<t:100:R>")
     assert trial_list_line(finished_trial(FINE_RESULT)) == \
-        "✅ #3 **org/m**: 40.0 tok/s · perplexity 2.5, 100% printable <t:100:R>"
+        "✅ #3 **org/m**: 37.5 tok/s · perplexity 2.5, 100% printable <t:100:R>"
     unchecked = Trial(4, "org/m", None, 1, 1, 2, "hi", 16, "failed", 0.0, phase="load", loaded=False,
                       error="Missing 1 parameters", finished_at=100.0)
     assert trial_list_line(unchecked) == "❌ #4 **org/m**: Missing 1 parameters <t:100:R>"

@@ -130,6 +130,22 @@ async def test_a_trial_whose_end_was_recorded_but_not_settled_before_a_crash_set
         await restarted.close()
 
 
+async def test_a_stale_lock_whose_settlement_fails_does_not_keep_the_bot_from_starting(store, monkeypatch, caplog):
+    await predict(store, 10, "o/a", at=T)
+    await game.lock_repo(store, "o/a", at=T + 1)
+    async with store.transaction() as db:
+        await db.execute("INSERT INTO trials (repo_id, requested_by, prompt, max_tokens, status, loaded, created_at,"
+                         " started_at, finished_at) VALUES ('o/a', 1, 'hi', 4, 'succeeded', 1, ?, ?, ?)",
+                         (T, T + 1, T + 2))
+
+    async def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("database disk image is malformed")
+
+    monkeypatch.setattr(game, "settle_repo", broken)  # fault injection
+    assert await GameEvents(store).recover() == ["o/a"]
+    assert "could not settle o/a by its last trial" in caplog.text and await game.repo_locks(store) == []
+
+
 async def test_a_trial_that_judged_settles_the_locked_predictions_in_every_guild(store):
     await predict(store, 10, "o/a", True, 90, at=T)
     await predict(store, 10, "o/a", False, 60, at=T, guild=OTHER_GUILD)

@@ -56,7 +56,8 @@ def test_a_trial_shows_predicted_against_measured():
     compared = {"predicted_tps": 24.0, "measured_tps": 20.0, "error_pct": 20.0, "label": "calibrated"}
     outcome = TrialOutcome(SUCCEEDED, "generate", None, 3.0, {"generation_tps": 20.0, "generation_tokens": 8})
     line = "  predicted 24 tok/s (calibrated), measured 20 tok/s decoding: +20 %"
-    assert line in render_trial("org/m", outcome, prompt="hi", prediction=compared)
+    shown = render_trial("org/m", outcome, prompt="hi", prediction=compared)
+    assert line in shown and "generation 17.5 tok/s (8 tokens)" in shown  # the decode rate: 7 steps in mlx-lm's time
     assert trial_json("org/m", None, "loads", outcome, prompt="hi", max_tokens=8,
                       prediction=compared)["speed_prediction"] == compared
     trial = Trial(7, "org/m", None, 1, 1, 2, "hi", 8, "succeeded", 0.0, phase="generate",

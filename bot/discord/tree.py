@@ -58,10 +58,16 @@ class CanrunTree(app_commands.CommandTree):
         registered globally, or the bot invited to another server, must not queue trials on the owner's machine
         or play the study group's game."""
         guild_ids = self.client.config.discord.guild_ids
-        if guild_ids and interaction.guild_id not in guild_ids:
-            await send_ephemeral(interaction, "canrun answers only in its study group's server.")
-            return False
-        return True
+        if not guild_ids or interaction.guild_id in guild_ids:
+            return True
+        try:
+            if interaction.type == discord.InteractionType.autocomplete:
+                await interaction.response.autocomplete([])  # no suggestions (a message is no answer to typing)
+            else:
+                await send_ephemeral(interaction, "canrun answers only in its study group's server.")
+        except discord.HTTPException:
+            log.warning("could not refuse an interaction from server %s", interaction.guild_id, exc_info=True)
+        return False
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         mistake = user_error(error)

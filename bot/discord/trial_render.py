@@ -9,6 +9,7 @@ from bot.render.output_check import broken_line, check_numbers, looks_broken, sh
 from bot.render.progress import PHASE_WORDS, bar, share
 from bot.render.speed import prediction_line
 from bot.core.repo_id import HUB_URL
+from bot.core.speed import decode_tps
 from bot.core.units import human_bytes
 from bot.render.trial_facts import machine_line, trial_numbers
 from bot.services.trial_queue import Trial
@@ -78,7 +79,8 @@ def trial_embed(trial: Trial, progress: TrialProgress | None = None, *, position
 def trial_list_line(t: Trial) -> str:
     """One trial in /trials: how it ended, its speed or error, and whether its output looked broken."""
     r = t.result or {}
-    detail = f"{r['generation_tps']:.1f} tok/s" if r.get("generation_tps") else (t.error or t.status)
+    decoded = decode_tps(r)
+    detail = f"{decoded:.1f} tok/s" if decoded else (t.error or t.status)
     detail = safe.escape(safe.clip(str(detail).splitlines()[0] if detail else "", 120))
     if checked := short_check(t.perplexity, t.printable_share, t.looks_broken):
         detail += f" · {'⚠️ ' if t.looks_broken else ''}{safe.escape(checked)}"

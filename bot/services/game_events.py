@@ -9,6 +9,8 @@ trial of another branch is close enough to peeking.
 
 from __future__ import annotations
 
+import logging
+
 from bot.core.repo_id import is_default_branch
 from bot.core.verdicts import GATED, LOADS, NOT_FOUND, Verdict
 from bot.services import predictions as game
@@ -16,6 +18,7 @@ from bot.services.canrun_record import log_if_missed
 from bot.services.store import Store
 from bot.services.trial_queue import Trial, first_judged_at, latest_judged
 
+log = logging.getLogger(__name__)
 NO_ANSWER = (GATED, NOT_FOUND)
 
 
@@ -41,25 +44,32 @@ class GameEvents:
 
     async def trial_ended(self, trial: Trial) -> game.Settlement | None:
         """The ground truth, when the trial could tell: it settles predictions in every guild, and scores canrun's
-        own verdict (a miss is logged for the owner, whatever the revision). Then unlock."""
-        try:
-            log_if_missed(trial)
-            if trial.loaded is None or not is_default_branch(trial.revision):
-                return None
-            return await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
-        finally:
-            await game.unlock_repo(self.store, trial.repo_id)
+        own verdict (a miss is logged for the owner, whatever the revision). Then unlock. A settlement that fails
+        leaves the repo locked: the next start applies the trial then (recover), rather than letting a later
+        verdict score what the trial answered."""
+        log_if_missed(trial)
+        if trial.loaded is not None and is_default_branch(trial.revision):
+            settlement = await game.settle_repo(self.store, None, trial.repo_id, trial.loaded, "trial")
+        else:
+            settlement = None
+        await game.unlock_repo(self.store, trial.repo_id)
+        return settlement
 
     async def recover(self) -> list[str]:
-        """At start, before any trial runs: a repo still locked was left by a process that died during a trial.
-        When that trial's end was recorded but the process died before its settlement (or the settlement
-        failed), the result is applied now, as of when the trial ended: the ground truth is not dropped, and a
-        later verdict cannot score what the trial already answered. Then the repo is unlocked. Returns the repos."""
+        """At start, before any trial runs: a repo still locked was left by a process that died during a trial, or
+        by a trial whose settlement failed. When that trial's end was recorded, its result is applied now, as of
+        when it ended: the ground truth is not dropped, and a later verdict cannot score what the trial answered.
+        Then the repo is unlocked. Returns the repos. A repo that fails is logged and unlocked all the same: the
+        bot must start."""
         repos = []
         for repo_id, locked_at in await game.repo_locks(self.store):
-            trial = await latest_judged(self.store, repo_id, since=locked_at)
-            if trial is not None:
-                await game.settle_repo(self.store, None, repo_id, bool(trial.loaded), "trial", at=trial.finished_at)
+            try:
+                trial = await latest_judged(self.store, repo_id, since=locked_at)
+                if trial is not None:
+                    await game.settle_repo(self.store, None, repo_id, bool(trial.loaded), "trial",
+                                           at=trial.finished_at)
+            except Exception:  # noqa: BLE001 - one repo's settlement must not keep the bot from starting
+                log.exception("could not settle %s by its last trial; its predictions reopen", repo_id)
             await game.unlock_repo(self.store, repo_id)
             repos.append(repo_id)
         return repos

@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator, Set
+from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +57,12 @@ class Lease:
 
 
 class ModelCache:
-    def __init__(self, cache_dir: Path, budget_bytes: int):
+    def __init__(self, cache_dir: Path, budget_bytes: int, min_free_bytes: int = 0,
+                 free_disk: Callable[[Path], int] | None = None):
         self.cache_dir = Path(cache_dir)
         self.budget_bytes = budget_bytes
+        self.min_free_bytes = min_free_bytes  # the disk keeps this much free after a download ([trials])
+        self._free_disk = free_disk or free_disk_bytes
 
     def usage(self) -> int:
         """Bytes on disk under the cache directory."""
@@ -77,8 +80,10 @@ class ModelCache:
         return sorted(found, key=lambda model: model.last_used)
 
     def make_room(self, needed_bytes: int, *, keep: Set[str] = frozenset()) -> list[str]:
-        """Delete least recently used models (never those in `keep`) until `needed_bytes` more fit in the budget.
-        Returns the deleted repo ids. Raises ModelCacheFull, deleting nothing, when they cannot fit."""
+        """Delete least recently used models (never those in `keep`) until `needed_bytes` more fit in the budget
+        and leave the disk at least `min_free_bytes` free (the trial's admission counted what deleting could
+        free; the worker checks the disk again before its first byte). Returns the deleted repo ids. Raises
+        ModelCacheFull, deleting nothing, when they cannot fit."""
         with self._cache_lock():
             if needed_bytes > self.budget_bytes:
                 raise ModelCacheFull(
@@ -86,18 +91,25 @@ class ModelCache:
                     f"({human_bytes(self.budget_bytes)})"
                 )
             keep = set(keep) | self.leased()  # what a trial, of this process or another, is using
-            usage = self.usage()
+            usage, free = self.usage(), self._free_disk(self.cache_dir)
             evict: list[CachedModel] = []
             for model in self.models():
-                if usage + needed_bytes <= self.budget_bytes:
+                if usage + needed_bytes <= self.budget_bytes and free - needed_bytes >= self.min_free_bytes:
                     break
                 if model.repo_id not in keep:
                     evict.append(model)
                     usage -= model.size
+                    free += model.size
             if usage + needed_bytes > self.budget_bytes:
                 raise ModelCacheFull(
                     f"the model needs {human_bytes(needed_bytes)}, but only {human_bytes(max(0, self.budget_bytes - usage))} "
                     f"of the model cache ({human_bytes(self.budget_bytes)}) can be made free: the rest is kept"
+                )
+            if free - needed_bytes < self.min_free_bytes:
+                raise ModelCacheFull(
+                    f"the model needs {human_bytes(needed_bytes)}, which would leave less than "
+                    f"{human_bytes(self.min_free_bytes)} free on disk even with every model canrun may delete gone "
+                    f"({human_bytes(free)} free then)"
                 )
             for model in evict:
                 self._delete(model.repo_id)

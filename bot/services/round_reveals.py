@@ -155,8 +155,8 @@ class RoundReveals:
                 plan.voided[repo.repo_id] = why
                 continue
             plan.answers[repo.repo_id] = verdict.verdict == LOADS
-            trial_id, why_not = await self.trials.for_reveal(
-                repo.repo_id, verdict, since=rnd.closed_at or rnd.opened_at, requested_by=moderator_id,
+            trial_id, why_not = await self.trials.for_reveal(  # a trial since the round opened is the truth already
+                repo.repo_id, verdict, since=rnd.opened_at, requested_by=moderator_id,
                 guild_id=rnd.guild_id, channel_id=rnd.channel_id) if by_trial else (None, None)
             if trial_id is not None:
                 plan.trials[repo.repo_id] = trial_id

@@ -78,7 +78,7 @@ class TrialLimits:
     check_seconds: float = 120
     # What the worker may download, counted on the files it would really fetch (mlx-lm's patterns match every
     # *.json and *.txt, in subfolders too: more than the weights the trial was admitted on), and the free disk it
-    # must leave; checked before the first byte, against the disk as it is then. None / 0: no limit.
+    # must leave; checked before the first byte, against the disk as it is then. None (and a minimum of 0): none.
     max_download_bytes: int | None = None
     min_free_disk_bytes: int = 0
 
@@ -365,6 +365,7 @@ def worker_env(spec: TrialSpec) -> dict[str, str]:
         # Each model then lives in its own folder of the cache, which ModelCache can measure and delete.
         HF_HUB_DISABLE_SHARED_BLOBS="1",
         TOKENIZERS_PARALLELISM="false",
+        CANRUN_TRIAL_PARENT_PID=str(os.getpid()),  # the worker ends itself once this process is gone
         PYTHONPATH=os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p),
     )
     return env

@@ -65,6 +65,7 @@ from bot.services import hub_client
 
 PROGRESS_INTERVAL_SECONDS = 0.5
 ORPHAN_CHECK_SECONDS = 1.0
+PARENT_PID_VARIABLE = "CANRUN_TRIAL_PARENT_PID"  # set by the runner (trial_runner.worker_env)
 MESSAGE_CHARS = 1500
 TEXT_CHARS = 100_000  # keeps the result line short whatever a tokenizer decodes to; people see far less
 
@@ -130,8 +131,9 @@ def exit_with_parent(interval: float = ORPHAN_CHECK_SECONDS) -> None:
     """End this worker, and whatever it started, once the process that started it is gone. The runner puts the
     worker in a session of its own (it kills the whole group), so nothing else ends it when the bot itself is
     killed or crashes: it would go on downloading gigabytes or holding a model in memory while the restarted bot
-    starts the next trial beside it."""
-    parent = os.getppid()
+    starts the next trial beside it. The runner names itself (PARENT_PID_VARIABLE): a parent that died while
+    this process was still starting counts as gone too."""
+    parent = int(os.environ.get(PARENT_PID_VARIABLE) or os.getppid())
 
     def watch() -> None:
         while os.getppid() == parent:

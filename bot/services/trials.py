@@ -42,7 +42,8 @@ class TrialAdmission:
         self.config = config
         self.checker = checker
         self.policy = trial_policy(config, checker.host)
-        self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB))
+        self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB),
+                                min_free_bytes=int(config.trials.min_free_disk_gb * GB))
 
     async def refusal(self, verdict: Verdict) -> str | None:
         disk = await asyncio.to_thread(self.cache.available_bytes)  # walks the cache folder: not on the loop
@@ -170,7 +171,11 @@ class TrialService:
 
     async def _after_trial(self, trial: Trial) -> None:
         try:
-            settlement = await self.game_events.trial_ended(trial)  # the game first: the comparison is an extra
+            try:  # the game first: the comparison is an extra
+                settlement = await self.game_events.trial_ended(trial)
+            except Exception:  # noqa: BLE001 - the repo stays locked: the next start settles it (GameEvents.recover)
+                log.exception("settling the predictions on %s by trial #%s failed", trial.repo_id, trial.id)
+                settlement = None
             await self._compare_speed(trial)
             if settlement is not None:
                 for listener in self.settled_listeners:

@@ -66,7 +66,8 @@ class CancelTrialButton(discord.ui.DynamicItem[discord.ui.Button], template=r"ca
         elif trial.finished and trial.status != "cancelled":
             await send_ephemeral(interaction, f"Trial #{trial.id} ended before it could be cancelled ({trial.status}).")
         else:
-            await send_ephemeral(interaction, f"Cancelling trial #{trial.id}.")
+            await send_ephemeral(interaction, f"Cancelling trial #{trial.id} (if it had already finished, its result "
+                                              "stands).")
 
 
 class TrialMessage:

@@ -64,8 +64,9 @@ CASES = {
     "compressed-tensors": (lambda: tiny_compressed_tensors_files(), "unsupported_quantization"),
     "sharded": (lambda: tiny_llama_files(layers=3, shards=3), "loads"),
 }
-# Decided by the static gates alone: what they refuse never reaches a load.
-STATIC_ONLY = {"bin-only", "tokenizer-code", "model_file"}  # never reach a load: repo code, or nothing to load
+# Decided by the static gates alone: what they refuse never reaches a load (repo code, or nothing to load). A
+# tokenizer named in auto_map does reach it: transformers, without trust_remote_code, refuses in its own words.
+STATIC_ONLY = {"bin-only", "model_file"}
 
 
 async def canrun_check(hub, repo_id, tmp_path, capability_table, *, dry_load=True, prober=None, speed=False):

@@ -84,10 +84,6 @@ class DryLoadService:
 
     async def _run(self, meta: RepoMetadata, allow_patterns: list[str], mlx_lm_version: str,
                    mlx_version: str) -> DryLoadOutcome:
-        oversized = [f.path for f in meta.files if f.path in ESSENTIAL_FILES and (f.size or 0) > SMALL_FILE_LIMIT_BYTES]
-        if oversized:  # left out, the load would fail for want of it: no answer is better than a wrong one
-            raise DryLoadUnavailable(f"{', '.join(oversized)} is over the {SMALL_FILE_LIMIT_BYTES // 1024**2} MB "
-                                     "a dry load reads of a small file")
         names = small_files(meta, allow_patterns)
         try:
             local = await self.hub.download_files(meta.repo_id, meta.sha or meta.revision, names)
@@ -136,7 +132,9 @@ def cache_key(meta: RepoMetadata, hello: Hello, with_token: bool) -> str:
 
 
 def small_files(meta: RepoMetadata, allow_patterns: list[str]) -> list[str]:
-    """The root files mlx-lm would download besides the weights, minus code: config, tokenizer, templates."""
+    """The root files mlx-lm would download besides the weights, minus code: config, tokenizer, templates. Raises
+    DryLoadUnavailable when an essential one is over the size limit: left out, the load would fail for want of
+    it, and no answer is better than a wrong one."""
     allow_patterns = allow_patterns or FALLBACK_PATTERNS
     candidates = []
     for f in meta.files:
@@ -144,6 +142,9 @@ def small_files(meta: RepoMetadata, allow_patterns: list[str]) -> list[str]:
         if "/" in name or name.endswith(".py") or fnmatch(name, MLX_WEIGHT_PATTERN) or name.endswith(".safetensors"):
             continue
         if f.size is not None and f.size > SMALL_FILE_LIMIT_BYTES:
+            if name in ESSENTIAL_FILES:
+                raise DryLoadUnavailable(f"{name} is over the {SMALL_FILE_LIMIT_BYTES // 1024**2} MB a dry load "
+                                         "reads of a small file")
             continue
         if any(fnmatch(name, p) for p in allow_patterns):
             candidates.append(f)

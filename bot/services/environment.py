@@ -7,11 +7,14 @@ ai2-olmo), a tokenizer that needs sentencepiece or tiktoken, transformers itself
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib.metadata import distributions
 
 
+@functools.cache  # reading every distribution's metadata takes ~0.1 s; a running process keeps what it imported
 def installed_fingerprint() -> str:
-    """A short hash of every installed distribution's name and version (this interpreter's environment)."""
+    """A short hash of every installed distribution's name and version (this interpreter's environment, as it
+    was when this process first asked)."""
     found = sorted({f"{(d.metadata['Name'] or '?').lower()}=={d.version}" for d in distributions()})
     return hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]

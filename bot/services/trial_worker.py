@@ -40,7 +40,6 @@ import gc
 import io
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -59,6 +58,7 @@ from huggingface_hub.utils import disable_progress_bars, filter_repo_objects
 from bot.core import output_check
 from bot.core.units import human_bytes
 from bot.services import hub_client
+from bot.services.model_cache import free_disk_bytes
 
 # mlx and mlx-lm (a second to import) are imported where they are first needed: a repo that cannot be
 # downloaded fails before paying for them.
@@ -254,7 +254,7 @@ class DownloadRoom:
                 f"the download would be {human_bytes(needed)}, over this machine's limit of "
                 f"{human_bytes(self.max_bytes)} ([trials] max_download_gb): the repo holds more than its weights "
                 f"(mlx-lm fetches every JSON and text file, in subfolders too)")
-        free = shutil.disk_usage(_existing(cache_dir)).free
+        free = free_disk_bytes(cache_dir)
         if free - needed < self.min_free_disk_bytes:
             raise DownloadRefused(
                 f"the download ({human_bytes(needed)}) would leave less than {human_bytes(self.min_free_disk_bytes)} "
@@ -263,12 +263,6 @@ class DownloadRoom:
 
 class DownloadRefused(Exception):
     """The download would break the trial's limits; nothing was fetched."""
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
 
 
 def download(repo_id: str, revision: str | None, cache_dir: Path, endpoint: str,

@@ -43,7 +43,7 @@ class TrialAdmission:
         self.checker = checker
         self.policy = trial_policy(config, checker.host)
         self.cache = ModelCache(config.path(config.trials.cache_dir), int(config.trials.cache_budget_gb * GB),
-                                min_free_bytes=int(config.trials.min_free_disk_gb * GB))
+                                min_free_bytes=self.policy.min_free_disk_bytes)
 
     async def refusal(self, verdict: Verdict) -> str | None:
         disk = await asyncio.to_thread(self.cache.available_bytes)  # walks the cache folder: not on the loop
